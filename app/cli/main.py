@@ -1,0 +1,43 @@
+"""The `tswatch` console script: one Typer app, one module per subcommand group."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+COMMAND_MODULES = (
+    "app.cli.train",
+    "app.cli.models",
+    "app.cli.serve",
+    "app.cli.keys",
+    "app.cli.evaluate",
+    "app.cli.detect",
+    "app.cli.hooks",
+)
+
+cli = typer.Typer(
+    name="tswatch",
+    help="Forecasting and anomaly detection with recurrent networks.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _register_commands() -> None:
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name == module_name:
+                continue
+            raise
+        module.register(cli)
+
+
+_register_commands()
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,56 @@
+"""The single configuration object. Built once by the entry point and passed down; never read at import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every knob of tswatch. Environment variables use the prefix `TSWATCH_` (e.g. `TSWATCH_MODELS_DIR`)."""
+
+    model_config = SettingsConfigDict(env_prefix="TSWATCH_", env_file=None, extra="ignore")
+
+    models_dir: Path = Field(Path("./models"), description="Registry root: artifacts and the SQLite database.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the registry database; default sqlite:///<models_dir>/registry.db."
+    )
+    host: str = Field("127.0.0.1", description="Address the server binds to.")
+    port: int = Field(8000, ge=0, le=65535, description="Port the server listens on.")
+    torch_threads: int = Field(1, ge=1, description="Threads torch may use for inference and training.")
+    admin_key: SecretStr | None = Field(None, description="Bootstraps one admin API key (for containers).")
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest accepted request body.")
+    alias_poll_seconds: float = Field(2.0, gt=0, description="How often the server re-reads aliases.")
+    batch_max_wait_ms: float = Field(2.0, ge=0, description="Longest a forecast waits to be batched.")
+    batch_max_size: int = Field(256, ge=1, description="Most series coalesced into one forward pass.")
+    shutdown_grace_seconds: float = Field(8.0, ge=0, description="Time in-flight requests get on SIGTERM.")
+    demo_on_empty: bool = Field(False, description="Train the demo models at start when the registry is empty.")
+    webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
+        list(DEFAULT_RETRY_SCHEDULE), description="Seconds between delivery attempts, comma-separated."
+    )
+    webhook_allow_cidrs: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="CIDRs outbound webhooks may reach despite the SSRF rules."
+    )
+    webhook_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one delivery attempt.")
+    webhook_disable_after: int = Field(
+        5, ge=1, description="Consecutive failed messages after which an endpoint is disabled."
+    )
+
+    _split_lists = field_validator("webhook_retry_schedule", "webhook_allow_cidrs", mode="before")(_split_csv)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.models_dir / 'registry.db').resolve()}"
