@@ -25,6 +25,11 @@ cli = typer.Typer(
 )
 
 
+@cli.callback()
+def root() -> None:
+    """Forecasting and anomaly detection with recurrent networks."""
+
+
 def _register_commands() -> None:
     for module_name in COMMAND_MODULES:
         try:

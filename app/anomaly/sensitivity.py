@@ -1,0 +1,80 @@
+"""User-facing sensitivity <-> target false-alarm rate.
+
+Sensitivity is a number in [0, 1]; higher flags more. It sets the target false-alarm rate `alpha`, the fraction
+of *normal* points that get flagged, on a log scale: `alpha = 10 ** (3 * sensitivity - 4)`.
+
+    sensitivity 0.0  -> alpha 1e-4    flags about 1 in 10 000 normal points
+    sensitivity 0.25 -> alpha 5.6e-4  flags about 1 in 1 800 normal points
+    sensitivity 0.5  -> alpha 3.2e-3  flags about 3 in 1 000 normal points (default)
+    sensitivity 0.75 -> alpha 0.018   flags about 2 in 100 normal points
+    sensitivity 1.0  -> alpha 0.1     flags about 1 in 10 normal points
+
+Each +0.1 of sensitivity doubles the false-alarm rate (x 10 ** 0.3). For a series sampled every 5 minutes
+(288 points a day), sensitivity 0.5 means roughly one flagged normal point a day; anomalies that stand out
+clearly are flagged at any sensitivity. A point is flagged when its calibrated score is >= 1 - alpha, i.e. when
+its conformal p-value is <= alpha.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from app.anomaly._validation import real_number
+
+DEFAULT_SENSITIVITY = 0.5
+MIN_ALPHA = 1e-4
+MAX_ALPHA = 0.1
+
+
+def sensitivity_to_alpha(sensitivity: float = DEFAULT_SENSITIVITY) -> float:
+    """Target false-alarm rate per normal point for a sensitivity in [0, 1]."""
+    value = validate_sensitivity(sensitivity)
+    return float(10.0 ** (3.0 * value - 4.0))
+
+
+def alpha_to_sensitivity(alpha: float) -> float:
+    """Inverse of `sensitivity_to_alpha`, for alpha in [1e-4, 0.1]."""
+    value = real_number("alpha", alpha)
+    if not MIN_ALPHA * (1 - 1e-12) <= value <= MAX_ALPHA * (1 + 1e-12):
+        raise ValueError(
+            f"alpha must lie in [{MIN_ALPHA:g}, {MAX_ALPHA:g}] to map to a sensitivity in [0, 1]; got {value!r}. "
+            "Pick a false-alarm rate between 1 in 10 000 and 1 in 10 points."
+        )
+    return float(min(1.0, max(0.0, (math.log10(value) + 4.0) / 3.0)))
+
+
+def validate_sensitivity(sensitivity: Any) -> float:
+    """`sensitivity` as a float in [0, 1]."""
+    value = real_number("sensitivity", sensitivity)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(
+            f"sensitivity must lie in [0, 1]; got {value!r}. "
+            "Use 0 for the fewest alarms, 1 for the most, 0.5 (default) for about 3 in 1000 normal points."
+        )
+    return value
+
+
+def validate_alpha(alpha: Any) -> float:
+    """`alpha` as a float in (0, 1)."""
+    value = real_number("alpha", alpha)
+    if not 0.0 < value < 1.0:
+        raise ValueError(
+            f"alpha must lie strictly between 0 and 1; got {value!r}. "
+            "Pass a false-alarm rate such as 0.003, or use sensitivity_to_alpha(sensitivity)."
+        )
+    return value
+
+
+def score_threshold(alpha: float) -> float:
+    """Score at or above which a point is flagged."""
+    return 1.0 - alpha
+
+
+def is_flagged(scores: npt.NDArray[np.float64], alpha: float) -> npt.NDArray[np.bool_]:
+    """Flag per score (NaN scores are never flagged)."""
+    with np.errstate(invalid="ignore"):
+        return np.asarray(scores >= score_threshold(alpha), dtype=bool)

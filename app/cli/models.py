@@ -1,0 +1,132 @@
+"""`tswatch models list|show|alias|unalias`: inspect the registry and move aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from app.cli.output import console, fail, print_json
+from app.cli.train import coverage_table, metrics_table
+from app.errors import TswatchError
+from app.registry.factory import open_registry
+from app.registry.store import Registry, VersionInfo
+from app.settings import Settings
+
+models_cli = typer.Typer(help="Inspect registered models and move aliases.", no_args_is_help=True)
+
+
+def _registry() -> Registry:
+    return open_registry(Settings())
+
+
+def parse_reference(reference: str) -> tuple[str, int | None, str | None]:
+    """`NAME`, `NAME@3` or `NAME@staging` -> (name, version, alias)."""
+    name, _, selector = reference.partition("@")
+    if not selector:
+        return name, None, None
+    if selector.isdigit():
+        return name, int(selector), None
+    return name, None, selector
+
+
+def version_payload(info: VersionInfo) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "version": info.version,
+        "created_at": info.created_at.isoformat(),
+        "path": str(info.path),
+        "weights_sha256": info.weights_sha256,
+        **info.summary,
+    }
+
+
+@models_cli.command("list")
+def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List models with their versions and aliases."""
+    models = _registry().list_models()
+    if as_json:
+        print_json(
+            [
+                {
+                    "name": m.name,
+                    "versions": m.versions,
+                    "latest_version": m.latest_version,
+                    "aliases": m.aliases,
+                }
+                for m in models
+            ]
+        )
+        return
+    table = Table(title="Registered models")
+    for column in ("name", "versions", "latest", "aliases"):
+        table.add_column(column)
+    for model in models:
+        aliases = ", ".join(f"{alias}→{version}" for alias, version in sorted(model.aliases.items()))
+        table.add_row(model.name, str(len(model.versions)), str(model.latest_version), aliases or "-")
+    console.print(table if models else "No models registered yet. Train one with `tswatch train`.")
+
+
+@models_cli.command("show")
+def show_model(
+    reference: Annotated[str, typer.Argument(help="NAME, NAME@VERSION or NAME@ALIAS.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+) -> None:
+    """Show one version's manifest and test metrics (default: production alias, else latest)."""
+    name, version, alias = parse_reference(reference)
+    registry = _registry()
+    try:
+        info = registry.resolve(name, version=version, alias=alias)
+        manifest = registry.read_manifest(info)
+    except TswatchError as error:
+        fail(error.detail)
+    if as_json:
+        print_json(manifest)
+        return
+    spec, training = manifest["spec"], manifest["training"]
+    console.print(
+        f"[bold]{name}[/] version [bold]{info.version}[/] created {manifest['created_at']}\n"
+        f"{spec['network']['cell'].upper()} {spec['network']['num_layers']}x{spec['network']['hidden_size']}, "
+        f"window {spec['window']}, horizon {spec['horizon']}, frequency {spec['frequency']}, "
+        f"normalisation {spec['scaling']['mode']}, calendar {', '.join(spec['calendar_features']) or 'none'}\n"
+        f"data {manifest['data']['source']} ({manifest['data']['fingerprint'][:12]}), "
+        f"best epoch {training['best_epoch']} of {len(training['history'])}, weights sha256 {info.weights_sha256[:12]}"
+    )
+    console.print(metrics_table(manifest["metrics"]))
+    console.print(coverage_table(manifest["metrics"]))
+
+
+@models_cli.command("alias")
+def set_alias(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    alias: Annotated[str, typer.Argument(help="Alias, e.g. production or staging.")],
+    version: Annotated[int, typer.Argument(help="Version the alias should point to.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Point ALIAS at VERSION (atomic; running servers pick it up within seconds)."""
+    try:
+        _registry().set_alias(name, alias, version)
+    except TswatchError as error:
+        fail(error.detail)
+    if as_json:
+        print_json({"name": name, "alias": alias, "version": version})
+    else:
+        console.print(f"{name}@{alias} → version {version}")
+
+
+@models_cli.command("unalias")
+def delete_alias(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    alias: Annotated[str, typer.Argument(help="Alias to remove.")],
+) -> None:
+    """Remove an alias."""
+    try:
+        _registry().delete_alias(name, alias)
+    except TswatchError as error:
+        fail(error.detail)
+    console.print(f"removed {name}@{alias}")
+
+
+def register(cli: typer.Typer) -> None:
+    cli.add_typer(models_cli, name="models")

@@ -1,0 +1,50 @@
+"""Calendar features derived from timestamps: cyclic encodings chosen by the series' frequency."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+CALENDAR_FEATURES: dict[str, tuple[str, float]] = {
+    "hour_of_day": ("hour", 24.0),
+    "day_of_week": ("dayofweek", 7.0),
+    "day_of_year": ("dayofyear", 366.0),
+    "month_of_year": ("month", 12.0),
+}
+
+
+def default_calendar_features(frequency: str) -> list[str]:
+    """Features worth using at a frequency: time of day below a day, day of week below a week."""
+    step = pd.tseries.frequencies.to_offset(frequency)
+    try:
+        seconds = pd.Timedelta(step).total_seconds()
+    except ValueError:
+        seconds = (pd.Timestamp("2001-01-01") + step - pd.Timestamp("2001-01-01")).total_seconds()
+    if seconds < 86_400:
+        return ["hour_of_day", "day_of_week"]
+    if seconds < 7 * 86_400:
+        return ["day_of_week", "day_of_year"]
+    return ["month_of_year"]
+
+
+def calendar_matrix(timestamps: np.ndarray, features: list[str]) -> np.ndarray:
+    """Sine/cosine encodings of `features` for `timestamps` [T] -> [T, 2 * len(features)] (float32)."""
+    index = pd.DatetimeIndex(timestamps)
+    columns = []
+    for name in features:
+        attribute, period = CALENDAR_FEATURES[name]
+        raw = np.asarray(getattr(index, attribute), dtype=np.float64)
+        if name == "hour_of_day":
+            raw = raw + np.asarray(index.minute, dtype=np.float64) / 60.0
+        angle = 2.0 * np.pi * raw / period
+        columns.extend([np.sin(angle), np.cos(angle)])
+    if not columns:
+        return np.zeros((len(index), 0), dtype=np.float32)
+    return np.stack(columns, axis=1).astype(np.float32)  # [T] x 2F -> [T, 2F]
+
+
+def future_timestamps(last: np.datetime64, frequency: str, horizon: int) -> np.ndarray:
+    """The `horizon` timestamps following `last` at `frequency`."""
+    start = pd.Timestamp(last)
+    index = pd.date_range(start=start, periods=horizon + 1, freq=frequency)[1:]
+    return index.values

@@ -1,0 +1,40 @@
+"""Quantile levels, the pinball loss and the mapping from interval levels to quantile pairs."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+DEFAULT_QUANTILES: tuple[float, ...] = (0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975)
+MEDIAN = 0.5
+
+
+def pinball_loss(predicted: torch.Tensor, target: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:
+    """Mean pinball loss of quantile forecasts `predicted` [B, H, Q] against `target` [B, H]."""
+    error = target.unsqueeze(-1) - predicted  # [B, H] -> [B, H, 1] - [B, H, Q] -> [B, H, Q]
+    return torch.maximum(quantiles * error, (quantiles - 1.0) * error).mean()
+
+
+def interval_quantiles(level: float) -> tuple[float, float]:
+    """The (lower, upper) quantiles of a central prediction interval of `level` percent."""
+    tail = (1.0 - level / 100.0) / 2.0
+    return tail, 1.0 - tail
+
+
+def available_levels(quantiles: tuple[float, ...]) -> list[float]:
+    """Interval levels (percent) whose two bounds are both among `quantiles`."""
+    present = {round(q, 6) for q in quantiles}
+    levels = []
+    for q in quantiles:
+        if q < MEDIAN and round(1.0 - q, 6) in present:
+            levels.append(round((1.0 - 2.0 * q) * 100.0, 6))
+    return sorted(levels)
+
+
+def interpolate_quantile(values: np.ndarray, quantiles: tuple[float, ...], target: float) -> np.ndarray:
+    """Linearly interpolate the forecast at quantile `target` from `values` [..., Q] (clamped to the range)."""
+    grid = np.asarray(quantiles)
+    position = np.clip(np.searchsorted(grid, target), 1, len(grid) - 1)
+    low, high = grid[position - 1], grid[position]
+    weight = float(np.clip((target - low) / (high - low), 0.0, 1.0))
+    return values[..., position - 1] * (1.0 - weight) + values[..., position] * weight

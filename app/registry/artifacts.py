@@ -1,0 +1,105 @@
+"""Model artifacts on disk: `model.safetensors` + `manifest.json`, written durably and verified on read.
+
+Weights are only ever read with safetensors (a plain tensor container): nothing is unpickled, so loading an
+untrusted artifact cannot execute code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from app.errors import UnavailableError
+
+WEIGHTS_FILE = "model.safetensors"
+MANIFEST_FILE = "manifest.json"
+MANIFEST_FORMAT = "tswatch-model/1"
+
+
+class ArtifactIntegrityError(UnavailableError):
+    title = "Model artifact failed verification"
+    slug = "artifact-integrity"
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def fsync_directory(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def manifest_bytes(manifest: dict[str, Any]) -> bytes:
+    return json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False).encode()
+
+
+def write_artifact(
+    directory: Path, tensors: dict[str, torch.Tensor], manifest: dict[str, Any]
+) -> tuple[str, str]:
+    """Write weights and manifest into `directory` (fsynced); returns (weights sha256, manifest sha256)."""
+    weights = save_safetensors({key: value.detach().contiguous().cpu() for key, value in tensors.items()})
+    weights_sha = sha256_bytes(weights)
+    manifest = {
+        **manifest,
+        "format": MANIFEST_FORMAT,
+        "weights": {"file": WEIGHTS_FILE, "sha256": weights_sha},
+    }
+    encoded_manifest = manifest_bytes(manifest)
+    _write_durably(directory / WEIGHTS_FILE, weights)
+    _write_durably(directory / MANIFEST_FILE, encoded_manifest)
+    fsync_directory(directory)
+    return weights_sha, sha256_bytes(encoded_manifest)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise ArtifactIntegrityError(f"cannot read {path}: {error.strerror or error}") from error
+
+
+def read_manifest(directory: Path, expected_sha256: str | None = None) -> dict[str, Any]:
+    raw = _read(directory / MANIFEST_FILE)
+    if expected_sha256 is not None and sha256_bytes(raw) != expected_sha256:
+        raise ArtifactIntegrityError(
+            f"{directory / MANIFEST_FILE} was modified after publishing (sha256 mismatch)"
+        )
+    try:
+        manifest = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise ArtifactIntegrityError(f"{directory / MANIFEST_FILE} is not valid JSON: {error}") from error
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise ArtifactIntegrityError(f"{directory / MANIFEST_FILE} is not a {MANIFEST_FORMAT} manifest")
+    return manifest
+
+
+def read_weights(directory: Path, manifest: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Read and verify the weights against the manifest's sha256; refuse anything that is not safetensors."""
+    path = directory / WEIGHTS_FILE
+    raw = _read(path)
+    expected = manifest.get("weights", {}).get("sha256")
+    if sha256_bytes(raw) != expected:
+        raise ArtifactIntegrityError(f"{path} does not match its recorded sha256: tampered or truncated")
+    try:
+        return load_safetensors(raw)
+    except (SafetensorError, ValueError) as error:
+        raise ArtifactIntegrityError(f"{path} is not a valid safetensors file: {error}") from error

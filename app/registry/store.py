@@ -1,0 +1,274 @@
+"""The model registry: immutable numbered versions, movable aliases, crash-safe publishing.
+
+Publishing writes the artifact into a temporary folder beside the versions, fsyncs it, claims the next
+version number by renaming the folder (a rename onto an existing folder fails, so two publishers never share
+a number), fsyncs the parent, and only then inserts the database row. The row is the commit point: a crash
+before it leaves at most an orphan folder that no row points to, and every row always points to a complete,
+verified artifact.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import re
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from sqlalchemy import delete, func, select
+
+from app.errors import InvalidInputError, NotFoundError
+from app.registry.artifacts import (
+    ArtifactIntegrityError,
+    fsync_directory,
+    read_manifest,
+    read_weights,
+    write_artifact,
+)
+from app.registry.database import Database, utc_now
+from app.registry.loading import LoadedModel, build_forecaster
+from app.registry.tables import AliasRow, ModelRow, VersionRow
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
+DEFAULT_ALIAS = "production"
+
+
+class ModelNotFoundError(NotFoundError):
+    title = "Model not found"
+    slug = "model-not-found"
+
+
+class VersionNotFoundError(NotFoundError):
+    title = "Version not found"
+    slug = "version-not-found"
+
+
+class AliasNotFoundError(NotFoundError):
+    title = "Alias not found"
+    slug = "alias-not-found"
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    name: str
+    version: int
+    path: Path
+    weights_sha256: str
+    manifest_sha256: str
+    created_at: datetime
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    created_at: datetime
+    versions: list[int]
+    aliases: dict[str, int]
+
+    @property
+    def latest_version(self) -> int | None:
+        return max(self.versions) if self.versions else None
+
+
+def validate_model_name(name: str) -> str:
+    if not NAME_PATTERN.match(name):
+        raise InvalidInputError(
+            f"model name {name!r} is invalid: use 1-64 lowercase letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit",
+            fields={"name": name},
+        )
+    return name
+
+
+def validate_alias(alias: str) -> str:
+    if not ALIAS_PATTERN.match(alias):
+        raise InvalidInputError(
+            f"alias {alias!r} is invalid: use 1-64 lowercase letters, digits, '.', '_' or '-', starting with a letter",
+            fields={"alias": alias},
+        )
+    return alias
+
+
+def _version_info(row: VersionRow, root: Path) -> VersionInfo:
+    return VersionInfo(
+        name=row.model_name,
+        version=row.version,
+        path=root / row.path,
+        weights_sha256=row.weights_sha256,
+        manifest_sha256=row.manifest_sha256,
+        created_at=row.created_at,
+        summary=json.loads(row.summary or "{}"),
+    )
+
+
+class Registry:
+    def __init__(self, database: Database, root: Path) -> None:
+        self.database = database
+        self.root = root.resolve()
+
+    def publish(
+        self,
+        name: str,
+        tensors: dict[str, torch.Tensor],
+        manifest: dict[str, Any],
+        summary: dict[str, Any] | None = None,
+        alias: str | None = None,
+    ) -> VersionInfo:
+        validate_model_name(name)
+        if alias is not None:
+            validate_alias(alias)
+        model_dir = self.root / name
+        model_dir.mkdir(parents=True, exist_ok=True)
+        staging = model_dir / f".staging-{uuid.uuid4().hex}"
+        staging.mkdir()
+        try:
+            weights_sha, manifest_sha = write_artifact(staging, tensors, {**manifest, "name": name})
+            version = self._claim_version(name, staging)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        row = VersionRow(
+            model_name=name,
+            version=version,
+            path=f"{name}/{version}",
+            weights_sha256=weights_sha,
+            manifest_sha256=manifest_sha,
+            summary=json.dumps(summary or {}, allow_nan=False),
+        )
+        with self.database.session() as session:
+            if session.get(ModelRow, name) is None:
+                session.add(ModelRow(name=name))
+                session.flush()
+            session.add(row)
+            session.flush()
+            if alias is not None:
+                self._upsert_alias(session, name, alias, version)
+        return _version_info(row, self.root)
+
+    def _claim_version(self, name: str, staging: Path) -> int:
+        candidate = self._next_version(name)
+        while True:
+            target = staging.parent / str(candidate)
+            try:
+                staging.rename(target)
+            except OSError as error:
+                if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                candidate += 1
+                continue
+            fsync_directory(staging.parent)
+            return candidate
+
+    def _next_version(self, name: str) -> int:
+        with self.database.session() as session:
+            latest = session.scalar(select(func.max(VersionRow.version)).where(VersionRow.model_name == name))
+        return (latest or 0) + 1
+
+    def list_models(self) -> list[ModelInfo]:
+        with self.database.session() as session:
+            models = session.scalars(select(ModelRow).order_by(ModelRow.name)).all()
+            versions = session.execute(select(VersionRow.model_name, VersionRow.version)).all()
+            aliases = session.execute(select(AliasRow.model_name, AliasRow.alias, AliasRow.version)).all()
+        return [
+            ModelInfo(
+                name=model.name,
+                created_at=model.created_at,
+                versions=sorted(v for n, v in versions if n == model.name),
+                aliases={alias: version for n, alias, version in aliases if n == model.name},
+            )
+            for model in models
+        ]
+
+    def get_model(self, name: str) -> ModelInfo:
+        for model in self.list_models():
+            if model.name == name:
+                return model
+        raise ModelNotFoundError(f"model {name!r} is not registered", fields={"name": name})
+
+    def versions(self, name: str) -> list[VersionInfo]:
+        self.get_model(name)
+        with self.database.session() as session:
+            rows = session.scalars(
+                select(VersionRow).where(VersionRow.model_name == name).order_by(VersionRow.version)
+            ).all()
+        return [_version_info(row, self.root) for row in rows]
+
+    def get_version(self, name: str, version: int) -> VersionInfo:
+        with self.database.session() as session:
+            row = session.scalar(
+                select(VersionRow).where(VersionRow.model_name == name, VersionRow.version == version)
+            )
+        if row is None:
+            self.get_model(name)
+            raise VersionNotFoundError(
+                f"model {name!r} has no version {version}", fields={"name": name, "version": version}
+            )
+        return _version_info(row, self.root)
+
+    def resolve(self, name: str, version: int | None = None, alias: str | None = None) -> VersionInfo:
+        """Pick a version: explicit number, else the named alias, else `production`, else the latest."""
+        if version is not None:
+            return self.get_version(name, version)
+        model = self.get_model(name)
+        if alias is not None:
+            if alias not in model.aliases:
+                raise AliasNotFoundError(
+                    f"model {name!r} has no alias {alias!r}; known aliases: {sorted(model.aliases) or 'none'}",
+                    fields={"name": name, "alias": alias},
+                )
+            return self.get_version(name, model.aliases[alias])
+        if DEFAULT_ALIAS in model.aliases:
+            return self.get_version(name, model.aliases[DEFAULT_ALIAS])
+        if model.latest_version is None:
+            raise VersionNotFoundError(f"model {name!r} has no versions", fields={"name": name})
+        return self.get_version(name, model.latest_version)
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        validate_alias(alias)
+        self.get_version(name, version)
+        with self.database.session() as session:
+            self._upsert_alias(session, name, alias, version)
+
+    @staticmethod
+    def _upsert_alias(session: Any, name: str, alias: str, version: int) -> None:
+        row = session.get(AliasRow, (name, alias))
+        if row is None:
+            session.add(AliasRow(model_name=name, alias=alias, version=version))
+        else:
+            row.version = version
+            row.updated_at = utc_now()
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self.get_model(name)
+        with self.database.session() as session:
+            deleted = session.execute(
+                delete(AliasRow).where(AliasRow.model_name == name, AliasRow.alias == alias)
+            ).rowcount
+        if not deleted:
+            raise AliasNotFoundError(
+                f"model {name!r} has no alias {alias!r}", fields={"name": name, "alias": alias}
+            )
+
+    def alias_snapshot(self) -> dict[tuple[str, str], int]:
+        with self.database.session() as session:
+            rows = session.execute(select(AliasRow.model_name, AliasRow.alias, AliasRow.version)).all()
+        return {(name, alias): version for name, alias, version in rows}
+
+    def read_manifest(self, info: VersionInfo) -> dict[str, Any]:
+        return {**read_manifest(info.path, info.manifest_sha256), "version": info.version}
+
+    def load(self, info: VersionInfo) -> LoadedModel:
+        manifest = self.read_manifest(info)
+        if manifest.get("weights", {}).get("sha256") != info.weights_sha256:
+            raise ArtifactIntegrityError(
+                f"manifest of {info.name} v{info.version} names other weights than the registry"
+            )
+        forecaster = build_forecaster(manifest, read_weights(info.path, manifest))
+        return LoadedModel(name=info.name, version=info.version, manifest=manifest, forecaster=forecaster)
