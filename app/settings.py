@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
@@ -22,9 +22,12 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="TSWATCH_", env_file=None, extra="ignore")
 
-    models_dir: Path = Field(Path("./models"), description="Registry root: artifacts and the SQLite database.")
+    models_dir: Path = Field(
+        Path("./models"), description="Registry root: artifacts and the SQLite database."
+    )
     database_url: str | None = Field(
-        None, description="SQLAlchemy URL of the registry database; default sqlite:///<models_dir>/registry.db."
+        None,
+        description="SQLAlchemy URL of the registry database; default sqlite:///<models_dir>/registry.db.",
     )
     host: str = Field("127.0.0.1", description="Address the server binds to.")
     port: int = Field(8000, ge=0, le=65535, description="Port the server listens on.")
@@ -35,7 +38,12 @@ class Settings(BaseSettings):
     batch_max_wait_ms: float = Field(2.0, ge=0, description="Longest a forecast waits to be batched.")
     batch_max_size: int = Field(256, ge=1, description="Most series coalesced into one forward pass.")
     shutdown_grace_seconds: float = Field(8.0, ge=0, description="Time in-flight requests get on SIGTERM.")
-    demo_on_empty: bool = Field(False, description="Train the demo models at start when the registry is empty.")
+    enable_echo: bool = Field(
+        False, description="Serve POST /v1/echo, the HTTP-stack baseline of bench/serve.py."
+    )
+    demo_on_empty: bool = Field(
+        False, description="Train the demo models at start when the registry is empty."
+    )
     webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
         list(DEFAULT_RETRY_SCHEDULE), description="Seconds between delivery attempts, comma-separated."
     )

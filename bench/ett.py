@@ -42,7 +42,7 @@ class Setup:
     normalisation: str
 
 
-SETUPS = {24: Setup(336, 24, "last"), 48: Setup(336, 24, "last"), 96: Setup(336, 48, "instance")}
+SETUPS = {24: Setup(336, 24, "last"), 48: Setup(336, 24, "last"), 96: Setup(336, 24, "instance")}
 
 
 def load_ot(data_dir: Path) -> np.ndarray:

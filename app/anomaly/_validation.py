@@ -42,13 +42,16 @@ def float_array(name: str, value: Any, ndim: int) -> FloatArray:
     return arr
 
 
-def require_finite(name: str, arr: FloatArray, fix: str) -> None:
-    """Raise unless every element of `arr` is finite."""
+def require_finite(name: str, arr: FloatArray, fix: str, ignore: npt.NDArray[np.bool_] | None = None) -> None:
+    """Raise unless every element of `arr` is finite (elements where `ignore` is True are skipped)."""
     bad = ~np.isfinite(arr)
+    if ignore is not None:
+        bad &= ~ignore
     if bad.any():
         first = tuple(int(i) for i in np.argwhere(bad)[0])
+        where = first if len(first) > 1 else first[0]
         raise ValueError(
-            f"{name} must be finite; got {arr[first]!r} at index {first if len(first) > 1 else first[0]} "
+            f"{name} must be finite; got {float(arr[first])!r} at index {where} "
             f"({int(bad.sum())} non-finite value(s)). {fix}"
         )
 

@@ -155,7 +155,7 @@ def calibrate_from_residuals(
     if calibrator is not None and not isinstance(calibrator, ConformalCalibrator):
         raise ValueError(
             f"calibrator must be a ConformalCalibrator or None; got {short(calibrator)}. "
-            "Pass e.g. ConformalCalibrator(tail_quantile=0.95)."
+            "Pass e.g. ConformalCalibrator(tail_quantile=0.9)."
         )
     scores = (scorer or SpreadResidualScorer()).score(values, quantiles, quantile_levels)
     magnitudes = scores.magnitude[~np.isnan(scores.magnitude)]  # [N'] points that had a forecast

@@ -182,8 +182,9 @@ def validate_values_and_quantiles(
     nan_rows = np.isnan(quants).all(axis=1)  # [N] "no forecast"
     require_finite(
         "quantiles",
-        quants[~nan_rows],
+        quants,
         "A row may be entirely NaN (no forecast for that point); otherwise every quantile must be finite.",
+        ignore=nan_rows[:, None],
     )
     return vals, quants
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 import app
-from app.anomaly import calibrate_from_residuals
+from app.anomaly import CalibrationSet, calibrate_from_residuals
 from app.forecasting.calendar import default_calendar_features
 from app.forecasting.forecaster import Forecaster, ForecasterSpec
 from app.forecasting.network import NetworkConfig
@@ -26,6 +26,7 @@ from app.training.evaluation import Predictions, calibrate_intervals, predict_or
 from app.training.trainer import TrainingHistory, TrainingProgress, fit
 
 MIN_SPLIT_WINDOWS = 1
+MIN_SERIES_CALIBRATION = 50
 
 
 @dataclass(frozen=True)
@@ -90,17 +91,15 @@ def _anomaly_calibration(
     lead_one = validation.quantiles[:, 0, :]  # [K, H, Q] -> [K, Q]
     actual = validation.targets[:, 0]  # [K, H] -> [K]
     series_index = dataset.series_of(validation.origins)
-    calibration: dict[str, Any] = {
-        "global": calibrate_from_residuals(actual, lead_one, spec.quantiles).to_state(),
-        "series": {},
-    }
+    calibration = CalibrationSet(calibrate_from_residuals(actual, lead_one, spec.quantiles))
     if len(dataset.series) > 1:
         for index, series in enumerate(dataset.series):
             mask = series_index == index
-            if mask.sum() >= 50:
-                state = calibrate_from_residuals(actual[mask], lead_one[mask], spec.quantiles).to_state()
-                calibration["series"][series.id] = state
-    return calibration
+            if mask.sum() >= MIN_SERIES_CALIBRATION:
+                calibration.add(
+                    series.id, calibrate_from_residuals(actual[mask], lead_one[mask], spec.quantiles)
+                )
+    return calibration.to_state()
 
 
 def _manifest(
@@ -138,12 +137,19 @@ def _manifest(
                 }
                 for s in data.series
             ],
-            "gaps": [asdict(gap) for gap in data.gaps],
+            "gaps": [_plain(asdict(gap)) for gap in data.gaps],
             "last_values": {s.id: [float(v) for v in s.values[-spec.window :]] for s in data.series[:16]},
             "last_timestamps": {s.id: str(s.timestamps[-1]) for s in data.series},
         },
         "metrics": metrics,
         **extras,
+    }
+
+
+def _plain(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: value if isinstance(value, (int, float, str, type(None))) else str(value)
+        for key, value in record.items()
     }
 
 

@@ -1,0 +1,45 @@
+"""The FastAPI application factory: `create_app(settings)`; components are built in the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+import app as package
+from app.api.limits import BodySizeLimitMiddleware
+from app.api.metrics import ApiMetrics, MetricsMiddleware
+from app.api.problems import install_problem_handlers
+from app.api.routes import echo, forecasts, health, models
+from app.api.services import Services
+from app.settings import Settings
+
+
+def create_app(settings: Settings) -> FastAPI:
+    metrics = ApiMetrics()
+
+    @asynccontextmanager
+    async def lifespan(application: FastAPI) -> AsyncIterator[None]:
+        services = Services.open(settings, metrics)
+        application.state.services = services
+        await services.start()
+        try:
+            yield
+        finally:
+            await services.stop()
+
+    application = FastAPI(
+        title="tswatch",
+        version=package.__version__,
+        description="Forecasts with calibrated intervals and residual-based anomaly detection.",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(application)
+    for router in (health.router, forecasts.router, models.router):
+        application.include_router(router)
+    if settings.enable_echo:
+        application.include_router(echo.router)
+    application.add_middleware(MetricsMiddleware, metrics=metrics)
+    application.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    return application

@@ -1,0 +1,167 @@
+"""RFC 9457 problem details: every error the API returns is `application/problem+json`.
+
+Bodies never echo request input (validation errors drop pydantic's `input`), and are always strict JSON: NaN
+and infinities, which Python's json would happily write, are replaced before encoding.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any, Final
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse, Response
+
+from app.errors import TswatchError
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
+TYPE_PREFIX: Final = "urn:tswatch:problem:"
+MAX_LISTED_ERRORS: Final = 100
+MAX_SUMMARISED_ERRORS: Final = 3
+_CORE_MEMBERS: Final = ("type", "title", "status", "detail")
+
+
+class ProblemResponse(JSONResponse):
+    media_type = PROBLEM_MEDIA_TYPE
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(
+            sanitise(content), ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        ).encode("utf-8")
+
+
+def sanitise(value: Any) -> Any:
+    """A strict-JSON-safe copy: non-finite floats become None, unknown objects their str()."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, str | int | bool):
+        return value
+    if isinstance(value, Mapping):
+        return {str(key): sanitise(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [sanitise(item) for item in value]
+    return str(value)
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str,
+    slug: str,
+    fields: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """A problem+json response; `fields` adds members (e.g. `errors`) but cannot override the core ones."""
+    body: dict[str, Any] = {"type": TYPE_PREFIX + slug, "title": title, "status": status, "detail": detail}
+    for key, value in (fields or {}).items():
+        if key not in _CORE_MEMBERS:
+            body[key] = value
+    return ProblemResponse(body, status_code=status, headers=dict(headers or {}))
+
+
+def status_slug(status: int) -> str:
+    return _phrase(status).lower().replace(" ", "-").replace("'", "")
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+async def tswatch_error_handler(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, TswatchError)
+    headers: Mapping[str, str] = getattr(exc, "headers", None) or {}
+    return problem_response(exc.status, exc.title, exc.detail, exc.slug, exc.fields, headers)
+
+
+async def validation_error_handler(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    invalid_json = next((error for error in errors if error.get("type") == "json_invalid"), None)
+    if invalid_json is not None:
+        return _invalid_json_problem(invalid_json)
+    listed = [_describe(error) for error in errors]
+    fields: dict[str, Any] = {"errors": listed[:MAX_LISTED_ERRORS]}
+    if len(listed) > MAX_LISTED_ERRORS:
+        fields["errors_truncated"] = True
+    return problem_response(422, "Invalid request", _summary(listed), "validation-error", fields)
+
+
+def _describe(error: Mapping[str, Any]) -> dict[str, str]:
+    """One error as field/message/type, deliberately without pydantic's `input` (may be NaN or huge)."""
+    location = [str(part) for part in error.get("loc", ())]
+    if location[:1] == ["body"]:
+        location = location[1:]
+    return {
+        "field": ".".join(location) or "body",
+        "message": str(error.get("msg", "invalid value")),
+        "type": str(error.get("type", "value_error")),
+    }
+
+
+def _summary(errors: list[dict[str, str]]) -> str:
+    count = len(errors)
+    shown = "; ".join(f"{error['field']}: {error['message']}" for error in errors[:MAX_SUMMARISED_ERRORS])
+    more = f"; and {count - MAX_SUMMARISED_ERRORS} more" if count > MAX_SUMMARISED_ERRORS else ""
+    noun = "field" if count == 1 else "fields"
+    return f"{count} invalid {noun}: {shown}{more}"
+
+
+def _invalid_json_problem(error: Mapping[str, Any]) -> Response:
+    reason = str((error.get("ctx") or {}).get("error", "")).strip()
+    location = error.get("loc", ())
+    position = location[-1] if location and isinstance(location[-1], int) else None
+    where = f" at character {position}" if position is not None else ""
+    because = f" ({reason}{where})" if reason else ""
+    return problem_response(
+        400, "Malformed request body", f"request body is not valid JSON{because}", "invalid-json"
+    )
+
+
+async def http_exception_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    status = exc.status_code
+    headers = dict(exc.headers or {})
+    if status in (204, 304) or status < 200:
+        return Response(status_code=status, headers=headers)
+    fields = {} if isinstance(exc.detail, str) else {"context": exc.detail}
+    detail = _http_detail(request, status, exc.detail, headers)
+    return problem_response(status, _phrase(status), detail, status_slug(status), fields, headers)
+
+
+def _http_detail(request: Request, status: int, detail: Any, headers: Mapping[str, str]) -> str:
+    generic = not isinstance(detail, str) or detail == _phrase(status)
+    if generic and status == 404 and "route" not in request.scope:
+        return f"no route matches {request.url.path}"
+    if generic and status == 405:
+        allowed = headers.get("allow") or headers.get("Allow")
+        suffix = f"; allowed: {allowed}" if allowed else ""
+        return f"method {request.method} is not allowed on {request.url.path}{suffix}"
+    return detail if isinstance(detail, str) else _phrase(status)
+
+
+async def unhandled_error_handler(request: Request, exc: Exception) -> Response:
+    logger.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(
+        500,
+        "Internal server error",
+        "the server failed to handle this request; see its log",
+        "internal-error",
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(TswatchError, tswatch_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(HTTPException, http_exception_handler)
+    app.add_exception_handler(Exception, unhandled_error_handler)

@@ -1,0 +1,106 @@
+"""`tswatch keys create|list|revoke`: manage API keys. A new key's plaintext is printed once, never stored."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from app.cli.output import console, fail, print_json
+from app.errors import TswatchError
+from app.registry.factory import open_database
+from app.registry.keys import KeyInfo, KeyStore, Role
+from app.settings import Settings
+
+keys_cli = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _store() -> KeyStore:
+    return KeyStore(open_database(Settings()))
+
+
+def _timestamp(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") + "Z" if value else None
+
+
+def key_payload(info: KeyInfo) -> dict[str, Any]:
+    return {
+        "key_id": info.key_id,
+        "name": info.name,
+        "role": info.role.value,
+        "created_at": _timestamp(info.created_at),
+        "revoked_at": _timestamp(info.revoked_at),
+        "last_used_at": _timestamp(info.last_used_at),
+    }
+
+
+@keys_cli.command("create")
+def create_key(
+    role: Annotated[Role, typer.Option("--role", help="read < write < admin; each includes the lower ones.")],
+    name: Annotated[str, typer.Option("--name", help="A label to recognise the key by.")] = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Create a key and print it once: it cannot be shown again."""
+    try:
+        info, plaintext = _store().create(role, name)
+    except TswatchError as error:
+        fail(error.detail)
+    if as_json:
+        print_json({"key": plaintext, **key_payload(info)})
+        return
+    console.print(f"Created {info.role.value} key [bold]{info.key_id}[/]{f' ({name})' if name else ''}.")
+    console.print("Store it now; it will not be shown again:", style="yellow")
+    typer.echo(plaintext)
+
+
+@keys_cli.command("list")
+def list_keys(
+    include_revoked: Annotated[bool, typer.Option("--all", help="Include revoked keys.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """List keys (ids, names, roles; never secrets)."""
+    keys = _store().list(include_revoked=include_revoked)
+    if as_json:
+        print_json([key_payload(info) for info in keys])
+        return
+    if not keys:
+        console.print("No API keys. Create one with `tswatch keys create --role admin`.")
+        return
+    table = Table(title="API keys")
+    for column in ("key id", "name", "role", "created", "last used", "revoked"):
+        table.add_column(column)
+    for info in keys:
+        payload = key_payload(info)
+        table.add_row(
+            info.key_id,
+            info.name or "-",
+            info.role.value,
+            payload["created_at"],
+            payload["last_used_at"] or "-",
+            payload["revoked_at"] or "-",
+        )
+    console.print(table)
+
+
+@keys_cli.command("revoke")
+def revoke_key(
+    key_id: Annotated[str, typer.Argument(help="The key's id (the part after `tsw_`).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Revoke a key; running servers reject it within seconds."""
+    try:
+        info = _store().revoke(key_id)
+    except TswatchError as error:
+        fail(error.detail)
+    if as_json:
+        print_json(key_payload(info))
+    else:
+        console.print(f"Revoked key {info.key_id}.")
+
+
+def register(cli: typer.Typer) -> None:
+    cli.add_typer(keys_cli, name="keys")

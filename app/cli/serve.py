@@ -1,0 +1,87 @@
+"""`tswatch serve`: run the API under uvicorn (training the demo models first when asked)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from typing import Annotated
+
+import torch
+import typer
+import uvicorn
+
+from app.api.app import create_app
+from app.cli.output import console, fail
+from app.cli.progress import RichTrainingProgress
+from app.demo.models import train_demo_models
+from app.registry.factory import open_database, open_registry
+from app.registry.keys import KeyStore
+from app.settings import Settings
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_auth(settings: Settings) -> None:
+    """Refuse to serve without keys on a non-loopback address; say so when open on loopback."""
+    if settings.admin_key is not None or KeyStore(open_database(settings)).has_active_keys():
+        return
+    if not is_loopback(settings.host):
+        fail(
+            f"no API keys exist and the server would listen on {settings.host}: refusing to start open to the "
+            "network. Create one with `tswatch keys create --role admin` or set TSWATCH_ADMIN_KEY."
+        )
+    console.print(
+        f"[yellow]No API keys exist: every endpoint is open, which is allowed only on loopback ({settings.host}). "
+        "Create keys with `tswatch keys create`.[/]"
+    )
+
+
+def ensure_demo(settings: Settings) -> None:
+    registry = open_registry(settings)
+    if registry.list_models():
+        return
+    console.print("The registry is empty: training the demo models (stocks-aapl, nyc-taxi) first.")
+    torch.set_num_threads(settings.torch_threads)
+    train_demo_models(registry, lambda name: RichTrainingProgress(console, name))
+
+
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Bind address (default TSWATCH_HOST or 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default TSWATCH_PORT or 8000).")] = None,
+    demo: Annotated[
+        bool | None, typer.Option("--demo/--no-demo", help="Train the demo models if the registry is empty.")
+    ] = None,
+) -> None:
+    """Serve forecasts and anomaly detection over HTTP."""
+    overrides = {
+        key: value
+        for key, value in {"host": host, "port": port, "demo_on_empty": demo}.items()
+        if value is not None
+    }
+    settings = Settings(**overrides)
+    if settings.demo_on_empty:
+        ensure_demo(settings)
+    check_auth(settings)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        log_level="info",
+        proxy_headers=False,
+    )
+    uvicorn.Server(config).run()
+
+
+def register(cli: typer.Typer) -> None:
+    cli.command()(serve)

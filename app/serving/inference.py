@@ -1,0 +1,157 @@
+"""From request series to model inputs and back: windows, calendar inputs, intervals, batch detection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.anomaly import CalibrationSet, ResidualDetector
+from app.errors import InvalidInputError
+from app.forecasting.calendar import future_timestamps
+from app.forecasting.forecaster import Forecaster
+from app.forecasting.quantiles import interpolate_quantile, interval_quantiles
+
+
+@dataclass(frozen=True)
+class SeriesInput:
+    id: str
+    values: np.ndarray  # [N] float64
+    timestamps: np.ndarray | None  # [N] datetime64[ns]
+
+
+@dataclass(frozen=True)
+class Interval:
+    level: float
+    lower: np.ndarray  # [H]
+    upper: np.ndarray  # [H]
+
+
+@dataclass(frozen=True)
+class SeriesForecast:
+    id: str
+    mean: np.ndarray  # [H]
+    intervals: list[Interval]
+    timestamps: np.ndarray | None  # [H]
+
+
+@dataclass(frozen=True)
+class PointDetection:
+    index: int
+    timestamp: np.datetime64 | None
+    value: float
+    expected: float | None
+    lower: float | None
+    upper: float | None
+    score: float | None
+    is_anomaly: bool
+    direction: str | None
+
+
+def check_inputs(forecaster: Forecaster, series: list[SeriesInput], minimum_extra: int = 0) -> None:
+    spec = forecaster.spec
+    for position, item in enumerate(series):
+        if len(item.values) < spec.window + minimum_extra:
+            raise InvalidInputError(
+                f"series {item.id!r} has {len(item.values)} values; this model reads windows of {spec.window}, "
+                f"so send at least {spec.window + minimum_extra}",
+                fields={"field": f"series.{position}.values", "minimum": spec.window + minimum_extra},
+            )
+        if forecaster.uses_calendar and item.timestamps is None:
+            raise InvalidInputError(
+                f"series {item.id!r} has no timestamps; this model uses calendar inputs "
+                f"({', '.join(spec.calendar_features)}), so send one timestamp per value",
+                fields={"field": f"series.{position}.timestamps"},
+            )
+
+
+def check_levels(forecaster: Forecaster, levels: list[float]) -> None:
+    quantiles = forecaster.spec.quantiles
+    widest = round((1.0 - 2.0 * min(quantiles)) * 100.0, 6)
+    for level in levels:
+        if level > widest:
+            raise InvalidInputError(
+                f"interval level {level:g} exceeds the widest this model provides ({widest:g}); "
+                f"pick levels in (0, {widest:g}]",
+                fields={"field": "levels", "value": level, "maximum": widest},
+            )
+
+
+def check_horizon(forecaster: Forecaster, horizon: int) -> None:
+    if horizon > forecaster.spec.horizon:
+        raise InvalidInputError(
+            f"horizon {horizon} exceeds this model's horizon of {forecaster.spec.horizon}; "
+            "ask for fewer steps or train a model with a longer --horizon",
+            fields={"field": "horizon", "value": horizon, "maximum": forecaster.spec.horizon},
+        )
+
+
+def model_inputs(forecaster: Forecaster, series: list[SeriesInput]) -> tuple[np.ndarray, np.ndarray | None]:
+    """The last window of every series: [n, L] (and calendar inputs [n, L, C])."""
+    window = forecaster.spec.window
+    windows = np.stack([item.values[-window:] for item in series]).astype(np.float32)
+    if not forecaster.uses_calendar:
+        return windows, None
+    stamps = np.stack([item.timestamps[-window:] for item in series])  # type: ignore[index]
+    return windows, forecaster.calendar(stamps)
+
+
+def shape_forecasts(
+    forecaster: Forecaster,
+    series: list[SeriesInput],
+    quantiles: np.ndarray,
+    horizon: int,
+    levels: list[float],
+) -> list[SeriesForecast]:
+    """Cut [n, H_model, Q] quantiles to `horizon` and express them as a median and central intervals."""
+    spec = forecaster.spec
+    results = []
+    for item, forecast in zip(series, quantiles[:, :horizon], strict=True):  # [H, Q] per series
+        intervals = []
+        for level in levels:
+            low, high = interval_quantiles(level)
+            intervals.append(
+                Interval(
+                    level=level,
+                    lower=interpolate_quantile(forecast, spec.quantiles, low),
+                    upper=interpolate_quantile(forecast, spec.quantiles, high),
+                )
+            )
+        stamps = None
+        if item.timestamps is not None:
+            stamps = future_timestamps(item.timestamps[-1], spec.frequency, horizon)
+        results.append(SeriesForecast(item.id, forecast[:, spec.median_index], intervals, stamps))
+    return results
+
+
+def _optional(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
+
+
+def detect_series(
+    forecaster: Forecaster, calibration: CalibrationSet, item: SeriesInput, sensitivity: float
+) -> list[PointDetection]:
+    """Score every point from its one-step-ahead forecast; the first `window` points have no score."""
+    window = forecaster.spec.window
+    rolling = forecaster.predict_rolling(
+        item.values[:-1], item.timestamps[:-1] if item.timestamps is not None else None
+    )
+    quantiles = np.full((len(item.values), len(forecaster.spec.quantiles)), np.nan)  # [N, Q]
+    quantiles[window:] = rolling[:, 0, :]  # lead-one forecasts for points window .. N-1
+    result = ResidualDetector(calibration, sensitivity).detect(
+        item.values, quantiles, forecaster.spec.quantiles, item.id
+    )
+    return [
+        PointDetection(
+            index=index,
+            timestamp=None if item.timestamps is None else item.timestamps[index],
+            value=float(item.values[index]),
+            expected=_optional(result.expected[index]),
+            lower=_optional(result.lower[index]),
+            upper=_optional(result.upper[index]),
+            score=_optional(result.score[index]),
+            is_anomaly=bool(result.is_anomaly[index]),
+            direction=result.direction[index],
+        )
+        for index in range(len(item.values))
+    ]

@@ -1,0 +1,155 @@
+"""Loaded models and hot swapping: which version answers for a model name right now.
+
+Requests resolve `(name, alias)` through an in-memory table that a background refresh keeps in step with
+the registry. A moved alias (or a newly published latest version) is loaded, verified and warmed off the event
+loop first and only then swapped in; in-flight requests keep the object they hold, so nothing fails. A
+version that does not load is reported and the previous one keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from app.anomaly import CalibrationSet
+from app.errors import TswatchError
+from app.registry.loading import LoadedModel
+from app.registry.store import Registry, VersionInfo
+from app.serving.batcher import MicroBatcher
+
+logger = logging.getLogger("tswatch.serving")
+
+Selector = tuple[str, str | None]
+
+
+@dataclass
+class ServedModel:
+    loaded: LoadedModel
+    batcher: MicroBatcher
+    calibration: CalibrationSet
+
+    @property
+    def name(self) -> str:
+        return self.loaded.name
+
+    @property
+    def version(self) -> int:
+        return self.loaded.version
+
+
+@dataclass
+class PoolHooks:
+    on_load: Callable[[str, int, bool], None] = lambda name, version, ok: None
+    on_batch: Callable[[int], None] = lambda size: None
+
+
+@dataclass
+class ModelPool:
+    registry: Registry
+    executor: ThreadPoolExecutor
+    batch_max_wait: float = 0.002
+    batch_max_size: int = 256
+    hooks: PoolHooks = field(default_factory=PoolHooks)
+    _models: dict[tuple[str, int], ServedModel] = field(default_factory=dict)
+    _routes: dict[Selector, int] = field(default_factory=dict)
+    _locks: dict[tuple[str, int], asyncio.Lock] = field(default_factory=dict)
+
+    async def run(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Blocking registry work (database, files) in a worker thread, away from the inference thread."""
+        return await asyncio.to_thread(function, *args)
+
+    async def infer(self, function: Callable[..., Any], *args: Any) -> Any:
+        """CPU-bound model work on the single inference thread, so torch never competes with itself."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+
+    async def get(self, name: str, version: int | None = None, alias: str | None = None) -> ServedModel:
+        if version is not None:
+            info = await self.run(self.registry.get_version, name, version)
+            return await self._ensure(info)
+        selector = (name, alias)
+        if selector not in self._routes:
+            info = await self.run(self.registry.resolve, name, None, alias)
+            served = await self._ensure(info)
+            self._routes[selector] = served.version
+        return self._models[(name, self._routes[selector])]
+
+    async def _ensure(self, info: VersionInfo) -> ServedModel:
+        key = (info.name, info.version)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            if key not in self._models:
+                self._models[key] = await self._load(info)
+        return self._models[key]
+
+    async def _load(self, info: VersionInfo) -> ServedModel:
+        try:
+            loaded = await self.run(self._load_and_warm, info)
+        except TswatchError:
+            self.hooks.on_load(info.name, info.version, False)
+            raise
+        self.hooks.on_load(info.name, info.version, True)
+        calibration = CalibrationSet.from_state(loaded.manifest["anomaly"]["calibration"])
+        batcher = MicroBatcher(
+            loaded.forecaster.predict,
+            self.executor,
+            self.batch_max_wait,
+            self.batch_max_size,
+            self.hooks.on_batch,
+        )
+        return ServedModel(loaded=loaded, batcher=batcher, calibration=calibration)
+
+    def _load_and_warm(self, info: VersionInfo) -> LoadedModel:
+        loaded = self.registry.load(info)
+        spec = loaded.forecaster.spec
+        calendar = np.zeros((1, spec.window, 2 * len(spec.calendar_features)), dtype=np.float32)
+        loaded.forecaster.predict(
+            np.zeros((1, spec.window), dtype=np.float32) + 1.0, calendar if spec.calendar_features else None
+        )
+        return loaded
+
+    async def load_defaults(self) -> list[str]:
+        """Load the default version of every registered model; returns the problems met."""
+        problems = []
+        for model in await self.run(self.registry.list_models):
+            try:
+                await self.get(model.name)
+            except TswatchError as error:
+                problems.append(f"{model.name}: {error.detail}")
+                logger.error("could not load model %s: %s", model.name, error.detail)
+        return problems
+
+    async def refresh(self) -> None:
+        """Re-resolve every route in use; swap in versions that load, keep the old ones otherwise."""
+        for selector, current in list(self._routes.items()):
+            name, alias = selector
+            try:
+                info = await self.run(self.registry.resolve, name, None, alias)
+            except TswatchError:
+                continue
+            if info.version == current:
+                continue
+            try:
+                await self._ensure(info)
+            except TswatchError as error:
+                logger.error(
+                    "keeping %s v%s: v%s failed to load: %s", name, current, info.version, error.detail
+                )
+                continue
+            self._routes[selector] = info.version
+            logger.info("now serving %s%s v%s", name, f"@{alias}" if alias else "", info.version)
+
+    def loaded_versions(self) -> list[tuple[str, int]]:
+        return sorted(self._models)
+
+    def routes(self) -> dict[Selector, int]:
+        return dict(self._routes)
+
+    async def close(self) -> None:
+        for served in self._models.values():
+            await served.batcher.close()

@@ -1,0 +1,155 @@
+"""Shared fixtures: a tiny real model in a temporary registry, and real servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from app.registry.factory import open_registry
+from app.settings import Settings
+from app.training.config import TrainingConfig
+from app.training.data import prepare
+from app.training.pipeline import train_model
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+TINY_CONFIG = TrainingConfig(window=24, horizon=6, hidden=16, layers=1, epochs=4, batch_size=64, patience=2, seed=0)
+
+
+def synthetic_frame(points: int = 900, seed: int = 0, start: str = "2024-01-01") -> pd.DataFrame:
+    """Hourly series with a daily cycle and noise."""
+    rng = np.random.default_rng(seed)
+    stamps = pd.date_range(start, periods=points, freq="h")
+    hours = np.arange(points)
+    values = 10.0 + 3.0 * np.sin(2 * np.pi * hours / 24) + rng.normal(0, 0.3, points)
+    return pd.DataFrame({"timestamp": stamps, "value": values})
+
+
+def train_tiny(models_dir: Path, name: str = "tiny", alias: str | None = "production", seed: int = 0) -> None:
+    data = prepare(synthetic_frame(seed=seed), min_length=TINY_CONFIG.window + TINY_CONFIG.horizon)
+    config = TrainingConfig(**{**TINY_CONFIG.to_dict(), "seed": seed})
+    train_model(data, name, open_registry(Settings(models_dir=models_dir)), config, alias=alias)
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry holding `tiny` v1 (alias production) and v2 (no alias). Copy it before changing it."""
+    root = tmp_path_factory.mktemp("tiny-registry")
+    train_tiny(root, alias="production", seed=0)
+    train_tiny(root, alias=None, seed=1)
+    return root
+
+
+@pytest.fixture
+def models_dir(tiny_models_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny registry for a test that changes it."""
+    target = tmp_path / "models"
+    shutil.copytree(tiny_models_dir, target)
+    return target
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class ServerProcess:
+    process: subprocess.Popen[bytes]
+    base_url: str
+    log_path: Path
+
+    def client(self, key: str | None = None, timeout: float = 30.0) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        return self.process.returncode
+
+
+def cli_env(models_dir: Path, **extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TSWATCH_")}
+    env.update({"TSWATCH_MODELS_DIR": str(models_dir), "TSWATCH_ALIAS_POLL_SECONDS": "0.5", **extra})
+    return env
+
+
+def start_server(models_dir: Path, log_dir: Path, **env: str) -> ServerProcess:
+    port = free_port()
+    log_path = log_dir / f"server-{port}.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=cli_env(models_dir, **env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+    server = ServerProcess(process, f"http://127.0.0.1:{port}", log_path)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")
+        try:
+            if httpx.get(f"{server.base_url}/readyz", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    server.stop(signal.SIGKILL)
+    raise RuntimeError(f"server did not become ready:\n{server.log()}")
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Start real `tswatch serve` processes on 127.0.0.1; every one is stopped (by pid) after the test."""
+    started: list[ServerProcess] = []
+
+    def factory(models_dir: Path, **env: str) -> ServerProcess:
+        server = start_server(models_dir, tmp_path, **env)
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        server.stop(signal.SIGKILL if server.process.poll() is None else signal.SIGTERM, timeout=10)
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run the real `tswatch` console entry point in a subprocess."""
+
+    def run(models_dir: Path, *args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "app.cli.main", *args],
+            env=cli_env(models_dir, **env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=REPO,
+        )
+
+    return run
