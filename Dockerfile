@@ -15,8 +15,8 @@
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
-# ---------------------------------------------------------------------------- build stage
-FROM ${PYTHON_IMAGE} AS build
+# ----------------------------------------------------------------------------- deps stage
+FROM ${PYTHON_IMAGE} AS deps
 
 ARG PIP_INDEX_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu"
 ARG TORCH_VERSION=2.13.0
@@ -30,7 +30,8 @@ RUN python -m venv /opt/venv
 # when present, the wheels land flat in /tmp/ctx next to pyproject.toml.
 COPY pyproject.toml wheelhous[e] /tmp/ctx/
 
-# Dependencies first: this layer is reused until pyproject.toml or the wheelhouse change.
+# Third-party dependencies only, so this (large) layer is reused until pyproject.toml or the
+# wheelhouse change. Then trim what a server never needs (tests, C headers, static libraries).
 RUN set -eu; \
     if ls /tmp/ctx/*.whl >/dev/null 2>&1; then \
         index_args="--no-index --find-links /tmp/ctx"; \
@@ -40,23 +41,29 @@ RUN set -eu; \
     echo "$index_args" > /tmp/pip-index-args; \
     echo "pip index arguments: $index_args"; \
     python -c "import tomllib; p = tomllib.load(open('/tmp/ctx/pyproject.toml', 'rb')); print('\n'.join(p['project']['dependencies']))" > /tmp/requirements.txt; \
-    /opt/venv/bin/pip install $index_args "torch==${TORCH_VERSION}" -r /tmp/requirements.txt
+    /opt/venv/bin/pip install $index_args "torch==${TORCH_VERSION}" -r /tmp/requirements.txt; \
+    /opt/venv/bin/python -c "import torch; assert torch.version.cuda is None, 'CUDA build of torch'"; \
+    site=$(/opt/venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])"); \
+    rm -rf "$site"/torch/include "$site"/torch/share/cmake "$site"/pyarrow/include "$site"/pyarrow/tests \
+           "$site"/pandas/tests "$site"/numpy/*/tests "$site"/numpy/tests "$site"/matplotlib/tests; \
+    find /opt/venv -name '*.a' -delete; \
+    find "$site"/pyarrow -maxdepth 1 -name '*.pxd' -delete
 
-# The project itself, built from source into a wheel and installed non-editable; then trim what
-# a server never needs (test suites, C headers, static libraries).
+# ---------------------------------------------------------------------------- build stage
+FROM deps AS build
+
+# The project itself: built from source into a wheel and installed non-editable. Its files
+# (package, dist-info, console script) are staged in /overlay so the runtime image gets them as
+# a small layer on top of the cached dependency layer.
 COPY pyproject.toml README.m[d] /src/
 COPY app /src/app
 RUN set -eu; \
     /opt/venv/bin/pip install $(cat /tmp/pip-index-args) --no-deps /src; \
     /opt/venv/bin/pip check; \
-    /opt/venv/bin/python -c "import torch; assert torch.version.cuda is None, 'CUDA build of torch'"; \
     /opt/venv/bin/tswatch --help >/dev/null; \
     site=$(/opt/venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])"); \
-    rm -rf "$site"/torch/include "$site"/torch/share/cmake "$site"/pyarrow/include "$site"/pyarrow/tests \
-           "$site"/pandas/tests "$site"/numpy/*/tests "$site"/numpy/tests "$site"/matplotlib/tests \
-           "$site"/torch/testing/_internal/generated; \
-    find /opt/venv -name '*.a' -delete; \
-    find "$site"/pyarrow -maxdepth 1 -name '*.pxd' -delete
+    mkdir /overlay; \
+    tar -C / -cf - opt/venv/bin/tswatch "${site#/}/app" "${site#/}"/tswatch-*.dist-info | tar -C /overlay -xf -
 
 # -------------------------------------------------------------------------- runtime stage
 FROM ${PYTHON_IMAGE} AS runtime
@@ -67,7 +74,8 @@ RUN groupadd --system --gid 10001 tswatch \
     && mkdir -p /models /srv \
     && chown tswatch:tswatch /models /srv
 
-COPY --from=build /opt/venv /opt/venv
+COPY --from=deps /opt/venv /opt/venv
+COPY --from=build /overlay/ /
 
 ENV PATH=/opt/venv/bin:$PATH \
     VIRTUAL_ENV=/opt/venv \

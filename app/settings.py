@@ -3,18 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-
-DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
-
-
-def _split_csv(value: object) -> object:
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return value
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -44,18 +35,6 @@ class Settings(BaseSettings):
     demo_on_empty: bool = Field(
         False, description="Train the demo models at start when the registry is empty."
     )
-    webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
-        list(DEFAULT_RETRY_SCHEDULE), description="Seconds between delivery attempts, comma-separated."
-    )
-    webhook_allow_cidrs: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="CIDRs outbound webhooks may reach despite the SSRF rules."
-    )
-    webhook_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one delivery attempt.")
-    webhook_disable_after: int = Field(
-        5, ge=1, description="Consecutive failed messages after which an endpoint is disabled."
-    )
-
-    _split_lists = field_validator("webhook_retry_schedule", "webhook_allow_cidrs", mode="before")(_split_csv)
 
     @property
     def resolved_database_url(self) -> str:

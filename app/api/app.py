@@ -40,6 +40,6 @@ def create_app(settings: Settings) -> FastAPI:
         application.include_router(router)
     if settings.enable_echo:
         application.include_router(echo.router)
-    application.add_middleware(MetricsMiddleware, metrics=metrics)
     application.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    application.add_middleware(MetricsMiddleware, metrics=metrics)
     return application

@@ -1,9 +1,9 @@
 """Bearer-key authentication and role checks, as FastAPI dependencies.
 
-With no active key in the registry the API is open and every caller is an anonymous admin, but only while the
-configured host is loopback (the server refuses to start key-less elsewhere; should the last key be revoked
-later, a non-loopback server rejects everyone instead of opening up). Key lookups are answered from the KeyStore's short-lived cache and
-only go to the database (in a worker thread, off the event loop) when the cache has no answer.
+With no active key in the registry every caller is an anonymous admin, but only while the configured host is
+loopback: the server refuses to start key-less elsewhere, and if the last key is revoked later a non-loopback
+server rejects everyone instead of opening up. Key lookups are answered from the KeyStore's short-lived cache
+and only reach the database (in a worker thread, off the event loop) when the cache has no answer.
 """
 
 from __future__ import annotations

@@ -84,17 +84,34 @@ async def tswatch_error_handler(_request: Request, exc: Exception) -> Response:
     return problem_response(exc.status, exc.title, exc.detail, exc.slug, exc.fields, headers)
 
 
-async def validation_error_handler(_request: Request, exc: Exception) -> Response:
+async def validation_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
     invalid_json = next((error for error in errors if error.get("type") == "json_invalid"), None)
     if invalid_json is not None:
         return _invalid_json_problem(invalid_json)
+    if not _is_json(request.headers.get("content-type")) and any(
+        tuple(error.get("loc", ())) == ("body",) and error.get("type") != "missing" for error in errors
+    ):
+        # FastAPI hands a non-JSON body over as raw bytes, which then fails validation as "not an object".
+        return problem_response(
+            415,
+            "Unsupported media type",
+            "the request body must be JSON, sent with `Content-Type: application/json`",
+            "unsupported-media-type",
+        )
     listed = [_describe(error) for error in errors]
     fields: dict[str, Any] = {"errors": listed[:MAX_LISTED_ERRORS]}
     if len(listed) > MAX_LISTED_ERRORS:
         fields["errors_truncated"] = True
     return problem_response(422, "Invalid request", _summary(listed), "validation-error", fields)
+
+
+def _is_json(content_type: str | None) -> bool:
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
 
 
 def _describe(error: Mapping[str, Any]) -> dict[str, str]:
@@ -151,12 +168,11 @@ def _http_detail(request: Request, status: int, detail: Any, headers: Mapping[st
 
 
 async def unhandled_error_handler(request: Request, exc: Exception) -> Response:
+    """Starlette re-raises after this response, and the server then drops the connection: say so up front."""
     logger.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    detail = "the server failed to handle this request; see its log"
     return problem_response(
-        500,
-        "Internal server error",
-        "the server failed to handle this request; see its log",
-        "internal-error",
+        500, "Internal server error", detail, "internal-error", headers={"Connection": "close"}
     )
 
 

@@ -10,6 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 MAX_POINTS = 200_000
 MAX_SERIES = 1_000
+MAX_VERSION = 2**31 - 1  # beyond any real version; larger numbers overflow the database's integers
+# Inside numpy's datetime64[ns] range (1677-09-21 .. 2262-04-11) with room for the forecast horizon.
+MIN_TIMESTAMP = datetime(1678, 1, 1)
+MAX_TIMESTAMP = datetime(2260, 1, 1)
 
 
 class StrictModel(BaseModel):
@@ -18,6 +22,15 @@ class StrictModel(BaseModel):
 
 def to_naive_utc(stamp: datetime) -> datetime:
     return stamp.astimezone(UTC).replace(tzinfo=None) if stamp.tzinfo else stamp
+
+
+def check_range(stamps: list[datetime], field: str) -> None:
+    for index, stamp in enumerate(stamps):
+        if not MIN_TIMESTAMP <= stamp < MAX_TIMESTAMP:
+            raise ValueError(
+                f"{field}: {stamp.isoformat()} at index {index} is out of range; "
+                f"timestamps must lie in [{MIN_TIMESTAMP.isoformat()}, {MAX_TIMESTAMP.isoformat()})"
+            )
 
 
 def check_increasing(stamps: list[datetime], field: str) -> None:
@@ -46,6 +59,7 @@ class SeriesPayload(StrictModel):
         if stamps is None:
             return None
         naive = [to_naive_utc(stamp) for stamp in stamps]
+        check_range(naive, "timestamps")
         check_increasing(naive, "timestamps")
         return naive
 
@@ -157,6 +171,12 @@ class VersionSummary(BaseModel):
     metrics: dict[str, Any] = Field(description="Test-split metrics of the model.")
     baselines: dict[str, Any] = Field(description="The same metrics for seasonal naive and random walk.")
 
+    @field_validator("created_at")
+    @classmethod
+    def _mark_utc(cls, stamp: datetime) -> datetime:
+        """The registry stores naive UTC; say so, or the value is not an RFC 3339 date-time."""
+        return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
 
 class ModelSummary(BaseModel):
     name: str = Field(description="Model name.")
@@ -178,7 +198,7 @@ class VersionDetail(BaseModel):
 
 
 class AliasRequest(StrictModel):
-    version: int = Field(ge=1, description="Version the alias should point to.")
+    version: int = Field(ge=1, le=MAX_VERSION, description="Version the alias should point to.")
 
 
 class AliasResponse(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app.registry import keys as _keys_table  # noqa: F401 - registers the api_keys table
 from app.registry.database import Database
 from app.registry.store import Registry
 from app.settings import Settings

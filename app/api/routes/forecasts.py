@@ -6,20 +6,20 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
 
 from app.anomaly import sensitivity_to_alpha
 from app.api.auth import ReadAccess
 from app.api.deps import PoolDep, ServicesDep
 from app.api.schemas import (
+    MAX_VERSION,
     DetectedPoint,
     DetectRequest,
     DetectResponse,
     ForecastRequest,
     ForecastResponse,
-    IntervalPayload,
     ModelRef,
     SeriesDetection,
-    SeriesForecastPayload,
     SeriesPayload,
 )
 from app.errors import InvalidInputError
@@ -37,7 +37,7 @@ from app.serving.pool import ServedModel
 router = APIRouter(prefix="/v1/models", tags=["forecasting"])
 
 VersionQuery = Annotated[
-    int | None, Query(ge=1, description="Version number; default: production, else latest.")
+    int | None, Query(ge=1, le=MAX_VERSION, description="Version number; default: production, else latest.")
 ]
 AliasQuery = Annotated[str | None, Query(max_length=64, description="Alias to use instead of a version.")]
 
@@ -74,7 +74,7 @@ async def create_forecast(
     _: ReadAccess,
     version: VersionQuery = None,
     alias: AliasQuery = None,
-) -> ForecastResponse:
+) -> JSONResponse:
     """Forecast the next steps of each series, with calibrated prediction intervals."""
     served = await select_model(pool, name, version, alias)
     forecaster = served.loaded.forecaster
@@ -87,20 +87,22 @@ async def create_forecast(
     quantiles = await served.batcher.submit(windows, calendar)  # [n, H, Q]
     services.metrics.forecasts(served.name, served.version, len(series))
     forecasts = shape_forecasts(forecaster, series, quantiles, horizon, body.levels)
-    return ForecastResponse(
-        model=ModelRef(name=served.name, version=served.version),
-        forecasts=[
-            SeriesForecastPayload(
-                id=f.id,
-                timestamps=_stamps(f.timestamps),
-                mean=f.mean.tolist(),
-                intervals=[
-                    IntervalPayload(level=i.level, lower=i.lower.tolist(), upper=i.upper.tolist())
-                    for i in f.intervals
-                ],
-            )
-            for f in forecasts
-        ],
+    return JSONResponse(
+        {
+            "model": {"name": served.name, "version": served.version},
+            "forecasts": [
+                {
+                    "id": f.id,
+                    "timestamps": _stamps(f.timestamps),
+                    "mean": f.mean.tolist(),
+                    "intervals": [
+                        {"level": i.level, "lower": i.lower.tolist(), "upper": i.upper.tolist()}
+                        for i in f.intervals
+                    ],
+                }
+                for f in forecasts
+            ],
+        }
     )
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Path, Response, status
 
 from app.api.auth import AdminAccess, ReadAccess
 from app.api.deps import RegistryDep
 from app.api.schemas import (
+    MAX_VERSION,
     AliasRequest,
     AliasResponse,
     ModelDetail,
@@ -70,7 +71,12 @@ async def read_model(name: str, registry: RegistryDep, _: ReadAccess) -> ModelDe
 
 
 @router.get("/{name}/versions/{version}", response_model=VersionDetail)
-async def read_version(name: str, version: int, registry: RegistryDep, _: ReadAccess) -> VersionDetail:
+async def read_version(
+    name: str,
+    version: Annotated[int, Path(ge=1, le=MAX_VERSION, description="Version number.")],
+    registry: RegistryDep,
+    _: ReadAccess,
+) -> VersionDetail:
     """A version's manifest: architecture, scaling, data fingerprint, training history and metrics."""
     info = await asyncio.to_thread(registry.get_version, name, version)
     manifest = await asyncio.to_thread(registry.read_manifest, info)
