@@ -115,7 +115,7 @@ class Forecaster:
     def predict(self, windows: np.ndarray, calendar: np.ndarray | None = None) -> np.ndarray:
         """Quantile forecasts in data units: windows [B, L] (+ calendar [B, L, C]) -> [B, H, Q]."""
         self.network.eval()
-        window_tensor = torch.as_tensor(windows, dtype=torch.float32)
+        window_tensor = torch.from_numpy(np.array(windows, dtype=np.float32))
         calendar_tensor = None if calendar is None else torch.as_tensor(calendar, dtype=torch.float32)
         scaled, loc, scale = self.scaled_forward(window_tensor, calendar_tensor)
         return (scaled * scale.unsqueeze(-1) + loc.unsqueeze(-1)).numpy()  # [B, H, Q] * [B, 1, 1] + [B, 1, 1]

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from app.anomaly import CalibrationSet
-from app.errors import TswatchError
+from app.errors import NotFoundError, TswatchError
 from app.registry.loading import LoadedModel
 from app.registry.store import Registry, VersionInfo
 from app.serving.batcher import MicroBatcher
@@ -130,6 +130,11 @@ class ModelPool:
             name, alias = selector
             try:
                 info = await self.run(self.registry.resolve, name, None, alias)
+            except NotFoundError:
+                # The alias (or model) is gone: forget the route, so requests for it get a 404 again.
+                self._routes.pop(selector, None)
+                logger.info("%s%s no longer resolves; route dropped", name, f"@{alias}" if alias else "")
+                continue
             except TswatchError:
                 continue
             if info.version == current:
