@@ -68,8 +68,8 @@ RUN set -eu; \
 # -------------------------------------------------------------------------- runtime stage
 FROM ${PYTHON_IMAGE} AS runtime
 
-RUN groupadd --system --gid 10001 tswatch \
-    && useradd --system --uid 10001 --gid tswatch --home-dir /srv --no-create-home \
+RUN groupadd --gid 10001 tswatch \
+    && useradd --uid 10001 --gid tswatch --home-dir /srv --no-create-home \
        --shell /usr/sbin/nologin tswatch \
     && mkdir -p /models /srv \
     && chown tswatch:tswatch /models /srv

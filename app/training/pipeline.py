@@ -18,7 +18,7 @@ from app.forecasting.network import NetworkConfig
 from app.forecasting.scaling import Scaling
 from app.forecasting.windows import SplitBounds
 from app.registry.database import utc_now
-from app.registry.store import Registry, VersionInfo
+from app.registry.store import Registry, VersionInfo, validate_alias, validate_model_name
 from app.training.config import TrainingConfig
 from app.training.data import DataValidationError, PreparedData, detect_season, load_training_data
 from app.training.dataset import WindowDataset
@@ -165,6 +165,9 @@ def train_model(
 ) -> TrainingResult:
     """Fit, calibrate, evaluate and register; nothing is registered if training is interrupted."""
     config = config or TrainingConfig()
+    validate_model_name(name)  # refuse a bad name or alias before training, not after
+    if alias is not None:
+        validate_alias(alias)
     bounds = _bounds(data, config)
     calendar = _calendar_features(config, data.frequency)
     series = [(s.id, s.values, s.timestamps) for s in data.series]

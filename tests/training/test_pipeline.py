@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from app.anomaly import CalibrationSet
+from app.errors import InvalidInputError
 from app.forecasting.forecaster import Forecaster
 from app.forecasting.windows import SplitBounds
 from app.registry.factory import open_registry
@@ -233,4 +234,17 @@ def test_series_too_short_for_the_splits_is_refused_by_name(registry):
 
     with pytest.raises(DataValidationError, match=r"series 'stubby' has 36 points: too few for a train split"):
         train_model(data, "short", registry, FAST)
+    assert registry.list_models() == []
+
+
+class NeverStarted(InterruptOnThirdBatch):
+    def start(self, epochs: int, batches_per_epoch: int) -> None:
+        raise AssertionError("training started although the name or alias is invalid")
+
+
+@pytest.mark.parametrize(("name", "alias"), [("Bad Name", None), ("fine", "Not An Alias")])
+def test_invalid_name_or_alias_is_refused_before_training(registry, name, alias):
+    data = prepare(hourly_sine(300), min_length=30)
+    with pytest.raises(InvalidInputError, match="is invalid"):
+        train_model(data, name, registry, FAST, alias=alias, progress=NeverStarted())
     assert registry.list_models() == []

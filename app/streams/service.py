@@ -1,0 +1,403 @@
+"""Streams kept by the server: configuration, incremental scoring and durable state.
+
+`append` validates the whole batch first (nothing changes when any point is refused), scores it on the inference
+thread (`pool.infer`), and writes the points, the new scorer state and the episode changes in ONE database
+transaction. A point is acknowledged only after that commit, so a crash (even kill -9) loses no acknowledged
+point, and a restart resumes from the stored state with identical scores. A per-stream asyncio lock serialises
+appends within the process; a `revision` check in the transaction refuses (409) a write that raced another
+process or a configuration change.
+
+Model binding: a stream follows `alias` (or the default version) of its model unless a version is pinned. When
+the version that answers changes (alias moved, new default), the next append rebuilds the scorer from the stored
+recent values on the new version (new anchor and hidden state, calibrator restarted on the new version's
+calibration, open alarm carried over); see `StreamScorer.from_state`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, or_, select
+from sqlalchemy.orm import Session
+
+from app.anomaly import AlarmEvent, Episode
+from app.anomaly.sensitivity import DEFAULT_SENSITIVITY, validate_sensitivity
+from app.errors import ConflictError, InvalidInputError, NotFoundError
+from app.registry.database import Base, Database, utc_now
+from app.serving.pool import ModelPool, ServedModel
+from app.streams.scoring import ScoredPoint, StreamScorer
+from app.streams.tables import StreamEpisodeRow, StreamPointRow, StreamRow
+
+MAX_STREAM_ID = 200
+MAX_CACHED_SCORERS = 10_000
+
+
+@dataclass(frozen=True)
+class EpisodeInfo:
+    started_at: datetime
+    opened_at: datetime
+    last_flagged_at: datetime
+    resolved_at: datetime | None
+    peak_timestamp: datetime
+    peak_score: float
+    peak_value: float
+    peak_expected: float | None
+    direction: str | None
+    n_points: int
+    n_flagged: int
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    id: str
+    model: str
+    alias: str | None
+    version: int | None  # pinned version, None = follow alias / default
+    sensitivity: float
+    created_at: datetime
+    updated_at: datetime
+    last_timestamp: datetime | None
+    point_count: int
+    state_model_version: int | None  # version the scoring state was built with
+    open_episode: EpisodeInfo | None
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    stream: StreamInfo
+    model_name: str
+    model_version: int
+    points: list[ScoredPoint]
+    events: list[tuple[str, EpisodeInfo]]  # ("opened" | "resolved", episode)
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    row: StreamRow
+    open_episode: EpisodeInfo | None
+
+
+class StreamService:
+    def __init__(self, database: Database, pool: ModelPool) -> None:
+        self.database = database
+        self.pool = pool
+        tables = [StreamRow.__table__, StreamPointRow.__table__, StreamEpisodeRow.__table__]
+        Base.metadata.create_all(database.engine, tables=tables)  # type: ignore[arg-type]
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._scorers: OrderedDict[str, tuple[int, StreamScorer]] = OrderedDict()  # id -> (revision, scorer)
+
+    # ---------------------------------------------------------------- configuration
+    async def upsert(
+        self,
+        stream_id: str,
+        model: str,
+        alias: str | None = None,
+        version: int | None = None,
+        sensitivity: float = DEFAULT_SENSITIVITY,
+    ) -> tuple[StreamInfo, bool]:
+        """Create or reconfigure a stream; returns (info, created). The model must resolve now."""
+        check_stream_id(stream_id)
+        if version is not None and alias is not None:
+            raise InvalidInputError("pass either version or alias, not both", fields={"field": "version"})
+        value = _sensitivity(sensitivity)
+        await self.pool.get(model, version=version, alias=alias)  # 404 when it does not resolve
+        async with self._lock(stream_id):
+            self._scorers.pop(stream_id, None)
+            created = await self.pool.run(self._write_config, stream_id, model, alias, version, value)
+            return await self.get(stream_id), created
+
+    def _write_config(
+        self, stream_id: str, model: str, alias: str | None, version: int | None, sensitivity: float
+    ) -> bool:
+        with self.database.session() as session:
+            row = session.get(StreamRow, stream_id)
+            created = row is None
+            if row is None:
+                row = StreamRow(id=stream_id, point_count=0, revision=0)
+                session.add(row)
+            row.model_name, row.alias, row.pinned_version, row.sensitivity = model, alias, version, sensitivity
+            row.updated_at = utc_now()
+            row.revision = (row.revision or 0) + 1
+            return created
+
+    async def get(self, stream_id: str) -> StreamInfo:
+        loaded = await self.pool.run(self._load, stream_id)
+        return _info(loaded.row, loaded.open_episode)
+
+    async def delete(self, stream_id: str) -> None:
+        async with self._lock(stream_id):
+            self._scorers.pop(stream_id, None)
+            await self.pool.run(self._delete, stream_id)
+
+    def _delete(self, stream_id: str) -> None:
+        with self.database.session() as session:
+            if session.get(StreamRow, stream_id) is None:
+                raise NotFoundError(f"stream {stream_id!r} does not exist")
+            session.execute(delete(StreamPointRow).where(StreamPointRow.stream_id == stream_id))
+            session.execute(delete(StreamEpisodeRow).where(StreamEpisodeRow.stream_id == stream_id))
+            session.execute(delete(StreamRow).where(StreamRow.id == stream_id))
+
+    async def anomalies(self, stream_id: str, since: datetime | None = None) -> list[EpisodeInfo]:
+        """Episodes still open or resolved at/after `since` (all when None), oldest first."""
+        return await self.pool.run(self._episodes, stream_id, since)
+
+    def _episodes(self, stream_id: str, since: datetime | None) -> list[EpisodeInfo]:
+        with self.database.session() as session:
+            if session.get(StreamRow, stream_id) is None:
+                raise NotFoundError(f"stream {stream_id!r} does not exist")
+            query = select(StreamEpisodeRow).where(StreamEpisodeRow.stream_id == stream_id)
+            if since is not None:
+                query = query.where(
+                    or_(StreamEpisodeRow.resolved_at.is_(None), StreamEpisodeRow.resolved_at >= since)
+                )
+            rows = session.scalars(query.order_by(StreamEpisodeRow.opened_at)).all()
+            return [_episode_info(row) for row in rows]
+
+    # ---------------------------------------------------------------- points
+    async def append(self, stream_id: str, points: Sequence[tuple[datetime, float]]) -> AppendResult:
+        """Validate, score and durably store `points` (timestamp naive UTC, value) in order."""
+        async with self._lock(stream_id):
+            loaded = await self.pool.run(self._load, stream_id)
+            row = loaded.row
+            check_points(points, row.last_timestamp)
+            served = await self.pool.get(row.model_name, version=row.pinned_version, alias=row.alias)
+            cached = self._scorers.pop(stream_id, None)
+            scored, events, scorer = await self.pool.infer(self._score, row, served, cached, list(points))
+            state = json.dumps(scorer.to_state())
+            revision = await self.pool.run(self._persist, row, scorer, state, scored, events, served.version)
+            self._remember(stream_id, revision, scorer)
+        stream = await self.get(stream_id)
+        changes = [(event.kind, _event_info(event.episode)) for event in events]
+        return AppendResult(stream, served.name, served.version, scored, changes)
+
+    def _score(
+        self,
+        row: StreamRow,
+        served: ServedModel,
+        cached: tuple[int, StreamScorer] | None,
+        points: list[tuple[datetime, float]],
+    ) -> tuple[list[ScoredPoint], list[AlarmEvent], StreamScorer]:
+        scorer = self._scorer_for(row, served, cached)
+        scored: list[ScoredPoint] = []
+        events: list[AlarmEvent] = []
+        for timestamp, value in points:
+            point, point_events = scorer.append(timestamp, value)
+            scored.append(point)
+            events.extend(point_events)
+        return scored, events, scorer
+
+    @staticmethod
+    def _scorer_for(
+        row: StreamRow, served: ServedModel, cached: tuple[int, StreamScorer] | None
+    ) -> StreamScorer:
+        calibrator = served.calibration.for_series(row.id)
+        forecaster = served.loaded.forecaster
+        same_model = cached is not None and (cached[1].model_name, cached[1].model_version) == (
+            served.name,
+            served.version,
+        )
+        if cached is not None and cached[0] == row.revision and same_model:
+            scorer = cached[1]
+        elif row.state:
+            scorer = StreamScorer.from_state(json.loads(row.state), forecaster, calibrator, served.name, served.version)
+        else:
+            scorer = StreamScorer(forecaster, calibrator, row.sensitivity, served.name, served.version)
+        scorer.set_sensitivity(row.sensitivity)
+        return scorer
+
+    def _persist(
+        self,
+        loaded: StreamRow,
+        scorer: StreamScorer,
+        state: str,
+        scored: list[ScoredPoint],
+        events: list[AlarmEvent],
+        model_version: int,
+    ) -> int:
+        with self.database.session() as session:
+            row = session.get(StreamRow, loaded.id)
+            if row is None or row.revision != loaded.revision:
+                raise ConflictError(
+                    f"stream {loaded.id!r} changed while these points were scored (deleted, reconfigured or "
+                    "written by another process); nothing was stored, send the points again"
+                )
+            session.add_all(_point_row(loaded.id, point, model_version) for point in scored)
+            for event in events:
+                _apply_event(session, loaded.id, event)
+            _refresh_open_episode(session, loaded.id, scorer.policy.open_episode)
+            row.state = state
+            row.state_model_version = scorer.model_version
+            row.point_count = scorer.point_count
+            row.last_timestamp = scorer.last_timestamp
+            row.updated_at = utc_now()
+            row.revision += 1
+            return row.revision
+
+    # ---------------------------------------------------------------- helpers
+    def _load(self, stream_id: str) -> _Loaded:
+        with self.database.session() as session:
+            row = session.get(StreamRow, stream_id)
+            if row is None:
+                raise NotFoundError(
+                    f"stream {stream_id!r} does not exist; create it with PUT /v1/streams/{stream_id}"
+                )
+            episode = session.scalars(
+                select(StreamEpisodeRow).where(
+                    StreamEpisodeRow.stream_id == stream_id, StreamEpisodeRow.resolved_at.is_(None)
+                )
+            ).first()
+            session.expunge(row)
+            return _Loaded(row, None if episode is None else _episode_info(episode))
+
+    def _lock(self, stream_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(stream_id, asyncio.Lock())
+
+    def _remember(self, stream_id: str, revision: int, scorer: StreamScorer) -> None:
+        self._scorers[stream_id] = (revision, scorer)
+        while len(self._scorers) > MAX_CACHED_SCORERS:
+            self._scorers.popitem(last=False)
+
+
+# -------------------------------------------------------------------- validation
+def check_stream_id(stream_id: str) -> None:
+    if not stream_id or len(stream_id) > MAX_STREAM_ID or not stream_id.isprintable():
+        raise InvalidInputError(
+            f"stream id must be 1-{MAX_STREAM_ID} printable characters; got {stream_id[:40]!r}",
+            fields={"field": "stream_id"},
+        )
+
+
+def check_points(points: Sequence[tuple[datetime, float]], last: datetime | None) -> None:
+    """Refuse the whole batch unless timestamps strictly increase and follow the stream's last point."""
+    if not points:
+        raise InvalidInputError("send at least one point", fields={"field": "points"})
+    for index, (stamp, value) in enumerate(points):
+        if not isinstance(value, int | float) or value != value or value in (float("inf"), float("-inf")):
+            raise InvalidInputError(
+                f"points.{index}.value must be a finite number", fields={"field": f"points.{index}.value"}
+            )
+        if index and stamp <= points[index - 1][0]:
+            kind = "duplicates" if stamp == points[index - 1][0] else "comes before"
+            raise InvalidInputError(
+                f"points.{index}.timestamp ({stamp.isoformat()}) {kind} points.{index - 1}.timestamp; "
+                "timestamps must strictly increase within a request; nothing was stored",
+                fields={"field": f"points.{index}.timestamp"},
+            )
+    first = points[0][0]
+    if last is not None and first <= last:
+        raise ConflictError(
+            f"points.0.timestamp ({first.isoformat()}) is not after the stream's last point ({last.isoformat()}); "
+            "points already stored cannot be replaced or inserted before; nothing was stored",
+            fields={"field": "points.0.timestamp", "last_timestamp": last.isoformat()},
+        )
+
+
+def _sensitivity(value: float) -> float:
+    try:
+        return validate_sensitivity(value)
+    except ValueError as error:
+        raise InvalidInputError(str(error), fields={"field": "sensitivity"}) from error
+
+
+# -------------------------------------------------------------------- rows
+def _point_row(stream_id: str, point: ScoredPoint, model_version: int) -> StreamPointRow:
+    return StreamPointRow(
+        stream_id=stream_id,
+        timestamp=point.timestamp,
+        position=point.index,
+        value=point.value,
+        expected=point.expected,
+        lower=point.lower,
+        upper=point.upper,
+        score=point.score,
+        is_anomaly=point.is_anomaly,
+        direction=point.direction,
+        model_version=model_version,
+    )
+
+
+def _apply_event(session: Session, stream_id: str, event: AlarmEvent) -> None:
+    if event.kind == "opened":
+        session.add(StreamEpisodeRow(stream_id=stream_id, **_episode_fields(event.episode)))
+        session.flush()
+        return
+    _refresh_open_episode(session, stream_id, event.episode)
+
+
+def _refresh_open_episode(session: Session, stream_id: str, episode: Episode | None) -> None:
+    if episode is None:
+        return
+    row = session.scalars(
+        select(StreamEpisodeRow).where(
+            StreamEpisodeRow.stream_id == stream_id,
+            StreamEpisodeRow.opened_at == _parse(episode.opened_at),
+        )
+    ).first()
+    if row is None:  # opened before this stream had an episode row (should not happen); record it now
+        session.add(StreamEpisodeRow(stream_id=stream_id, **_episode_fields(episode)))
+        return
+    for key, value in _episode_fields(episode).items():
+        setattr(row, key, value)
+
+
+def _episode_fields(episode: Episode) -> dict[str, Any]:
+    peak = episode.peak
+    return {
+        "started_at": _parse(episode.started_at),
+        "opened_at": _parse(episode.opened_at),
+        "last_flagged_at": _parse(episode.last_flagged_at),
+        "resolved_at": None if episode.resolved_at is None else _parse(episode.resolved_at),
+        "peak_timestamp": _parse(peak.timestamp),
+        "peak_score": peak.score,
+        "peak_value": peak.value,
+        "peak_expected": None if peak.expected != peak.expected else peak.expected,
+        "direction": peak.direction,
+        "n_points": episode.n_points,
+        "n_flagged": episode.n_flagged,
+    }
+
+
+def _event_info(episode: Episode) -> EpisodeInfo:
+    return EpisodeInfo(**_episode_fields(episode))
+
+
+def _episode_info(row: StreamEpisodeRow) -> EpisodeInfo:
+    return EpisodeInfo(
+        started_at=row.started_at,
+        opened_at=row.opened_at,
+        last_flagged_at=row.last_flagged_at,
+        resolved_at=row.resolved_at,
+        peak_timestamp=row.peak_timestamp,
+        peak_score=row.peak_score,
+        peak_value=row.peak_value,
+        peak_expected=row.peak_expected,
+        direction=row.direction,
+        n_points=row.n_points,
+        n_flagged=row.n_flagged,
+    )
+
+
+def _info(row: StreamRow, open_episode: EpisodeInfo | None) -> StreamInfo:
+    return StreamInfo(
+        id=row.id,
+        model=row.model_name,
+        alias=row.alias,
+        version=row.pinned_version,
+        sensitivity=row.sensitivity,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        last_timestamp=row.last_timestamp,
+        point_count=row.point_count,
+        state_model_version=row.state_model_version,
+        open_episode=open_episode,
+    )
+
+
+def _parse(stamp: Any) -> datetime:
+    return datetime.fromisoformat(str(stamp))
