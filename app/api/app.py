@@ -11,7 +11,7 @@ import app as package
 from app.api.limits import BodySizeLimitMiddleware
 from app.api.metrics import ApiMetrics, MetricsMiddleware
 from app.api.problems import install_problem_handlers
-from app.api.routes import echo, forecasts, health, models
+from app.api.routes import echo, forecasts, health, models, streams
 from app.api.services import Services
 from app.settings import Settings
 
@@ -36,7 +36,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     install_problem_handlers(application)
-    for router in (health.router, forecasts.router, models.router):
+    for router in (health.router, forecasts.router, models.router, streams.router):
         application.include_router(router)
     if settings.enable_echo:
         application.include_router(echo.router)

@@ -18,6 +18,7 @@ from app.registry.keys import KeyStore
 from app.registry.store import Registry
 from app.serving.pool import ModelPool, PoolHooks
 from app.settings import Settings
+from app.streams.service import StreamService
 
 logger = logging.getLogger("tswatch.api")
 
@@ -35,6 +36,7 @@ class Services:
     keys: KeyStore
     pool: ModelPool
     executor: ThreadPoolExecutor
+    streams: StreamService | None = None
     ready: bool = False
     load_problems: list[str] = field(default_factory=list)
     _watcher: asyncio.Task[None] | None = None
@@ -57,7 +59,9 @@ class Services:
             batch_max_size=settings.batch_max_size,
             hooks=hooks,
         )
-        return cls(settings, metrics, database, registry, keys, pool, executor)
+        services = cls(settings, metrics, database, registry, keys, pool, executor)
+        services.streams = StreamService(database, pool)
+        return services
 
     async def start(self) -> None:
         self.load_problems = await self.pool.load_defaults()

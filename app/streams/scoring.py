@@ -272,9 +272,15 @@ class StreamScorer:
     ) -> StreamScorer:
         """Restore exactly when `state` belongs to this model; otherwise rebuild from the stored history."""
         if state.get("kind") != STATE_KIND or state.get("format") != STATE_VERSION:
-            raise ValueError(f"not a {STATE_KIND} state (format {STATE_VERSION}); got kind {state.get('kind')!r}")
+            raise ValueError(
+                f"not a {STATE_KIND} state (format {STATE_VERSION}); got kind {state.get('kind')!r}"
+            )
         same_model = state["model"] == {"name": model_name, "version": model_version}
-        if not same_model or state["window"] != forecaster.spec.window or state["patch_len"] != forecaster.spec.patch_len:
+        if (
+            not same_model
+            or state["window"] != forecaster.spec.window
+            or state["patch_len"] != forecaster.spec.patch_len
+        ):
             return cls._rebuilt(state, forecaster, calibrator, model_name, model_version)
         scorer = cls(forecaster, calibrator, state["sensitivity"], model_name, model_version)
         scorer._restore_history(state)
@@ -284,7 +290,9 @@ class StreamScorer:
             scorer.scale = torch.tensor([[state["anchor"]["scale"]]], dtype=torch.float32)
         scorer.states = [_hidden_from_json(item) for item in state["hidden"]]
         scorer.pending = None if state["pending"] is None else np.asarray(state["pending"], dtype=np.float64)
-        scorer.calibrator = AdaptiveCalibrator.from_state({**state["calibrator"], "base": calibrator.to_state()})
+        scorer.calibrator = AdaptiveCalibrator.from_state(
+            {**state["calibrator"], "base": calibrator.to_state()}
+        )
         scorer.policy = AlarmPolicy.from_state(state["policy"])
         return scorer
 

@@ -121,7 +121,12 @@ class StreamService:
             if row is None:
                 row = StreamRow(id=stream_id, point_count=0, revision=0)
                 session.add(row)
-            row.model_name, row.alias, row.pinned_version, row.sensitivity = model, alias, version, sensitivity
+            row.model_name, row.alias, row.pinned_version, row.sensitivity = (
+                model,
+                alias,
+                version,
+                sensitivity,
+            )
             row.updated_at = utc_now()
             row.revision = (row.revision or 0) + 1
             return created
@@ -205,7 +210,9 @@ class StreamService:
         if cached is not None and cached[0] == row.revision and same_model:
             scorer = cached[1]
         elif row.state:
-            scorer = StreamScorer.from_state(json.loads(row.state), forecaster, calibrator, served.name, served.version)
+            scorer = StreamScorer.from_state(
+                json.loads(row.state), forecaster, calibrator, served.name, served.version
+            )
         else:
             scorer = StreamScorer(forecaster, calibrator, row.sensitivity, served.name, served.version)
         scorer.set_sensitivity(row.sensitivity)

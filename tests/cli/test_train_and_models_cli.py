@@ -34,7 +34,9 @@ def run_parallel(run_cli, registry_dir, *commands):
 
 
 def ok(result):
-    assert result.returncode == 0, f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert result.returncode == 0, (
+        f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    )
     return result
 
 
@@ -51,7 +53,11 @@ def registry_dir(tmp_path):
 
 
 def test_train_then_inspect_and_alias_through_the_cli(run_cli, csv_path, registry_dir):
-    trained = ok(run_cli(registry_dir, "train", str(csv_path), "--name", "cli-model", *TRAIN_ARGS, "--alias", "production"))
+    trained = ok(
+        run_cli(
+            registry_dir, "train", str(csv_path), "--name", "cli-model", *TRAIN_ARGS, "--alias", "production"
+        )
+    )
     out = flat(trained.stdout)
     assert "Registered cli-model version 1" in out
     for text in ("Test split", "MAE", "RMSE", "model", "seasonal naive", "random walk"):
@@ -83,7 +89,9 @@ def test_train_then_inspect_and_alias_through_the_cli(run_cli, csv_path, registr
     assert manifest["weights"]["sha256"][:12] in shown
     assert "seasonal naive" in shown and "Prediction intervals" in shown
 
-    moved = json.loads(ok(run_cli(registry_dir, "models", "alias", "cli-model", "staging", "1", "--json")).stdout)
+    moved = json.loads(
+        ok(run_cli(registry_dir, "models", "alias", "cli-model", "staging", "1", "--json")).stdout
+    )
     assert moved == {"name": "cli-model", "alias": "staging", "version": 1}
 
     staged, missing_alias = run_parallel(
@@ -124,6 +132,8 @@ def test_errors_exit_2_with_a_message_naming_the_problem(run_cli, csv_path, tmp_
     frame["reading"] = "high"
     text_path = tmp_path / "text.csv"
     frame.to_csv(text_path, index=False)
+    # create the registry first: concurrent first opens of a fresh SQLite registry race in create_schema
+    open_registry(Settings(models_dir=registry_dir)).database.dispose()
 
     missing, text, unknown = run_parallel(
         run_cli,

@@ -104,7 +104,9 @@ def test_killing_publishers_at_random_moments_never_corrupts_the_registry(source
     try:
         versions = registry.versions(MODEL)
         numbers = [info.version for info in versions]
-        assert len(numbers) >= printed > 0  # every version a publisher saw committed is there (and maybe more)
+        assert (
+            len(numbers) >= printed > 0
+        )  # every version a publisher saw committed is there (and maybe more)
         assert len(numbers) == len(set(numbers))
         source_manifest = read_manifest(source_artifact)
         source_weights = read_weights(source_artifact, source_manifest)

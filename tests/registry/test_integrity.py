@@ -54,7 +54,9 @@ def write_manifest(directory: Path, manifest: dict) -> str:
 def update_row(registry, name: str, version: int, **values) -> None:
     with registry.database.session() as session:
         session.execute(
-            update(VersionRow).where(VersionRow.model_name == name, VersionRow.version == version).values(**values)
+            update(VersionRow)
+            .where(VersionRow.model_name == name, VersionRow.version == version)
+            .values(**values)
         )
 
 
@@ -91,7 +93,9 @@ def test_a_flipped_byte_in_the_weights_is_refused(registry):
     data[len(data) // 2] ^= 0x01  # one bit inside the tensor data: still a parseable safetensors file
     path.write_bytes(bytes(data))
 
-    with pytest.raises(ArtifactIntegrityError, match=r"model\.safetensors does not match its recorded sha256") as caught:
+    with pytest.raises(
+        ArtifactIntegrityError, match=r"model\.safetensors does not match its recorded sha256"
+    ) as caught:
         registry.load(info)
     assert "tampered or truncated" in caught.value.detail
     assert isinstance(caught.value, UnavailableError)
@@ -173,7 +177,10 @@ def torch_pickle(obj) -> bytes:
     ("resign", "message"),
     [
         ({"manifest": True, "db_manifest": False, "db_weights": False}, "modified after publishing"),
-        ({"manifest": True, "db_manifest": True, "db_weights": False}, "names other weights than the registry"),
+        (
+            {"manifest": True, "db_manifest": True, "db_weights": False},
+            "names other weights than the registry",
+        ),
         ({"manifest": True, "db_manifest": True, "db_weights": True}, "is not a valid safetensors file"),
     ],
     ids=["manifest-resigned", "manifest-and-db-manifest-resigned", "everything-resigned"],

@@ -170,7 +170,9 @@ def test_unknown_model_version_and_alias_raise_helpful_not_found_errors(registry
         registry.set_alias("demo", "production", 2)
     assert registry.get_model("demo").aliases == {"staging": 1}
 
-    with pytest.raises(AliasNotFoundError, match=r"no alias 'canary'; known aliases: \['staging'\]") as caught:
+    with pytest.raises(
+        AliasNotFoundError, match=r"no alias 'canary'; known aliases: \['staging'\]"
+    ) as caught:
         registry.resolve("demo", alias="canary")
     assert isinstance(caught.value, NotFoundError)
     with pytest.raises(AliasNotFoundError, match="no alias 'canary'"):
@@ -254,18 +256,20 @@ def test_delete_alias(registry):
     ["", "Demo", "-demo", ".demo", "_demo", "de mo", "de/mo", "../demo", "demo\n", "d" * 65, "démo"],
 )
 def test_invalid_model_names_are_refused_before_anything_is_written(registry, name):
-    with pytest.raises(InvalidInputError, match="model name .* is invalid"):
+    with pytest.raises(InvalidInputError, match=r"model name .* is invalid"):
         publish(registry, name=name)
     assert registry.list_models() == []
     assert [p.name for p in registry.root.iterdir() if p.is_dir()] == []
 
 
-@pytest.mark.parametrize("alias", ["", "Production", "1st", "-x", "pro duction", "prod/x", "prod\n", "a" * 65])
+@pytest.mark.parametrize(
+    "alias", ["", "Production", "1st", "-x", "pro duction", "prod/x", "prod\n", "a" * 65]
+)
 def test_invalid_aliases_are_refused(registry, alias):
     publish(registry)
-    with pytest.raises(InvalidInputError, match="alias .* is invalid"):
+    with pytest.raises(InvalidInputError, match=r"alias .* is invalid"):
         registry.set_alias("demo", alias, 1)
-    with pytest.raises(InvalidInputError, match="alias .* is invalid"):
+    with pytest.raises(InvalidInputError, match=r"alias .* is invalid"):
         publish(registry, alias=alias)
     assert registry.get_model("demo").aliases == {}
     assert [v.version for v in registry.versions("demo")] == [1]

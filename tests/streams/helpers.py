@@ -16,7 +16,12 @@ START = datetime(2024, 1, 1)
 
 
 def random_forecaster(
-    window: int = 24, patch_len: int = 1, cell: str = "gru", calendar: bool = True, seed: int = 0, hidden: int = 16
+    window: int = 24,
+    patch_len: int = 1,
+    cell: str = "gru",
+    calendar: bool = True,
+    seed: int = 0,
+    hidden: int = 16,
 ) -> Forecaster:
     features = ("hour_of_day", "day_of_week") if calendar else ()
     spec = ForecasterSpec(
@@ -25,7 +30,12 @@ def random_forecaster(
         frequency="h",
         scaling=Scaling(mode="instance", global_loc=0.0, global_scale=1.0, floor=1e-6),
         network=NetworkConfig(
-            cell=cell, input_size=1, hidden_size=hidden, num_layers=2, horizon=6, num_quantiles=len(DEFAULT_QUANTILES)
+            cell=cell,
+            input_size=1,
+            hidden_size=hidden,
+            num_layers=2,
+            horizon=6,
+            num_quantiles=len(DEFAULT_QUANTILES),
         ),
         patch_len=patch_len,
         calendar_features=features,

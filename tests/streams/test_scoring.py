@@ -80,10 +80,10 @@ def tiny(tiny_models_dir: Path) -> tuple[Forecaster, CalibrationSet]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("jump", "direction"), [(15.0, "up"), (-15.0, "down")])
+@pytest.mark.parametrize(("jump", "direction"), [(60.0, "up"), (-60.0, "down")])
 def test_spike_is_flagged_with_direction_and_episode_resolves(tiny, jump: float, direction: str) -> None:
     forecaster, calibration = tiny
-    scorer = StreamScorer(forecaster, calibration.for_series("sensor"), 0.5, "tiny", 1)
+    scorer = StreamScorer(forecaster, calibration.for_series("sensor"), 0.7, "tiny", 1)
     stamps, values = hourly_series(120, seed=3)
     values[80] += jump
     scored, events = [], []
@@ -92,7 +92,7 @@ def test_spike_is_flagged_with_direction_and_episode_resolves(tiny, jump: float,
         scored.append(point)
         events.extend((point.index, event) for event in point_events)
     spike = scored[80]
-    assert spike.is_anomaly and spike.direction == direction and spike.score > 0.999
+    assert spike.is_anomaly and spike.direction == direction and spike.score > 0.98
     opened = [(index, event) for index, event in events if event.kind == "opened"]
     resolved = [(index, event) for index, event in events if event.kind == "resolved"]
     assert any(index == 80 for index, _ in opened)
@@ -102,7 +102,7 @@ def test_spike_is_flagged_with_direction_and_episode_resolves(tiny, jump: float,
     assert closing and closing[0].opened_at == stamps[80].isoformat()
     assert scorer.policy.open_episode is None
     normal = [p for p in scored[24:] if abs(p.index - 80) > 3]
-    assert sum(p.is_anomaly for p in normal) <= 2  # about 3 in 1000 expected at sensitivity 0.5
+    assert sum(p.is_anomaly for p in normal) <= 4  # about 2 in 100 expected at sensitivity 0.7
 
 
 @pytest.mark.slow

@@ -31,7 +31,9 @@ def hourly_sine(points: int, seed: int = 0, level: float = 10.0, amplitude: floa
 
 
 def long_frame(parts: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    return pd.concat([frame.assign(series=series_id) for series_id, frame in parts.items()], ignore_index=True)
+    return pd.concat(
+        [frame.assign(series=series_id) for series_id, frame in parts.items()], ignore_index=True
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -144,7 +146,9 @@ def test_fit_stops_early_and_restores_the_best_epochs_weights():
     assert all(torch.equal(final[key], best[key]) for key in final)
     last = snapshots.states[len(history.epochs)]
     assert not all(torch.equal(final[key], last[key]) for key in final)
-    assert evaluation_loss(forecaster, dataset, dataset.origins("val")) == pytest.approx(history.best_val_loss)
+    assert evaluation_loss(forecaster, dataset, dataset.origins("val")) == pytest.approx(
+        history.best_val_loss
+    )
 
 
 def test_same_seed_gives_identical_weights(tmp_path):
@@ -153,7 +157,9 @@ def test_same_seed_gives_identical_weights(tmp_path):
     for run, seed in enumerate((7, 7, 8)):
         registry = open_registry(Settings(models_dir=tmp_path / f"run{run}"))
         try:
-            info = train_model(data, "det", registry, TrainingConfig(**{**FAST.to_dict(), "seed": seed})).version
+            info = train_model(
+                data, "det", registry, TrainingConfig(**{**FAST.to_dict(), "seed": seed})
+            ).version
             states.append(registry.load(info).forecaster.network.state_dict())
             shas.append(info.weights_sha256)
         finally:
@@ -224,15 +230,21 @@ def test_long_format_global_model_stores_per_series_calibration(registry):
 
 def test_series_shorter_than_window_plus_horizon_is_refused_by_name(registry):
     frame = long_frame({"plenty": hourly_sine(300), "stubby": hourly_sine(20)})
-    with pytest.raises(DataValidationError, match=r'series "stubby" has 20 points .* window \+ horizon needs 30'):
+    with pytest.raises(
+        DataValidationError, match=r'series "stubby" has 20 points .* window \+ horizon needs 30'
+    ):
         prepare(frame, id_col="series", min_length=FAST.window + FAST.horizon)
 
 
 def test_series_too_short_for_the_splits_is_refused_by_name(registry):
     frame = long_frame({"plenty": hourly_sine(300), "stubby": hourly_sine(36)})
-    data = prepare(frame, id_col="series", min_length=FAST.window + FAST.horizon)  # long enough for one window
+    data = prepare(
+        frame, id_col="series", min_length=FAST.window + FAST.horizon
+    )  # long enough for one window
 
-    with pytest.raises(DataValidationError, match=r"series 'stubby' has 36 points: too few for a train split"):
+    with pytest.raises(
+        DataValidationError, match=r"series 'stubby' has 36 points: too few for a train split"
+    ):
         train_model(data, "short", registry, FAST)
     assert registry.list_models() == []
 

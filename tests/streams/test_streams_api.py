@@ -1,0 +1,49 @@
+"""The streams routes in-process: the router and the service are attached here until app.py wires them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.api.app import create_app
+from app.api.routes import streams
+from app.settings import Settings
+from app.streams.service import StreamService
+
+from .helpers import hourly_series
+
+pytestmark = pytest.mark.slow
+
+
+def test_stream_lifecycle_over_http(models_dir: Path) -> None:
+    application = create_app(Settings(models_dir=models_dir))
+    if not any(getattr(route, "path", "").startswith("/v1/streams") for route in application.routes):
+        application.include_router(streams.router)
+    with TestClient(application) as client:
+        services = application.state.services
+        if not hasattr(services, "streams"):
+            services.streams = StreamService(services.database, services.pool)
+        assert client.put("/v1/streams/s1", json={"model": "tiny", "sensitivity": 0.7}).status_code == 201
+        stamps, values = hourly_series(60)
+        values[40] += 60.0
+        body = {
+            "points": [
+                {"timestamp": s.isoformat() + "Z", "value": float(v)}
+                for s, v in zip(stamps, values, strict=True)
+            ]
+        }
+        reply = client.post("/v1/streams/s1/points", json=body)
+        assert reply.status_code == 200, reply.text
+        data = reply.json()
+        assert data["model"] == {"name": "tiny", "version": 1} and len(data["points"]) == 60
+        assert data["points"][40]["is_anomaly"] and data["points"][40]["direction"] == "up"
+        assert data["points"][0]["score"] is None and data["events"][0]["kind"] == "opened"
+        again = client.post("/v1/streams/s1/points", json={"points": body["points"][-1:]})
+        assert again.status_code == 409 and "nothing was stored" in again.json()["detail"]
+        info = client.get("/v1/streams/s1").json()
+        assert info["point_count"] == 60
+        assert len(client.get("/v1/streams/s1/anomalies").json()) >= 1
+        assert client.delete("/v1/streams/s1").status_code == 204
+        assert client.get("/v1/streams/s1").status_code == 404
