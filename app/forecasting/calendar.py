@@ -7,8 +7,8 @@ import pandas as pd
 
 CALENDAR_FEATURES: dict[str, tuple[str, float]] = {
     "hour_of_day": ("hour", 24.0),
-    "day_of_week": ("dayofweek", 7.0),
-    "day_of_year": ("dayofyear", 366.0),
+    "day_of_week": ("day_of_week", 7.0),
+    "day_of_year": ("day_of_year", 366.0),
     "month_of_year": ("month", 12.0),
 }
 
