@@ -78,7 +78,9 @@ def run(values: np.ndarray, horizon: int, seed: int, threads: int) -> tuple[floa
         horizon=horizon,
         frequency="h",
         scaling=Scaling.fit(config.normalisation, torch.from_numpy(dataset.training_values())),
-        network=NetworkConfig("gru", config.patch_len, config.hidden, config.layers, horizon, len(config.quantiles)),
+        network=NetworkConfig(
+            "gru", config.patch_len, config.hidden, config.layers, horizon, len(config.quantiles)
+        ),
         patch_len=config.patch_len,
         quantiles=config.quantiles,
     )
@@ -100,7 +102,9 @@ def naive(values: np.ndarray, horizon: int, season: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--horizons", type=int, nargs="+", default=[24, 96])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -113,7 +117,9 @@ def main() -> None:
     for horizon in args.horizons:
         for seed in args.seeds:
             mse, mae, seconds = run(values, horizon, seed, args.threads)
-            print(f"{horizon:>7}  {'tswatch GRU (seed ' + str(seed) + ')':<28} {mse:>8.4f} {mae:>8.4f} {seconds:>8.1f}")
+            print(
+                f"{horizon:>7}  {'tswatch GRU (seed ' + str(seed) + ')':<28} {mse:>8.4f} {mae:>8.4f} {seconds:>8.1f}"
+            )
         for label, season in (("seasonal naive (24 h)", SEASON), ("random walk", 1)):
             mse, mae = naive(values, horizon, season)
             print(f"{horizon:>7}  {label:<28} {mse:>8.4f} {mae:>8.4f} {'-':>8}")

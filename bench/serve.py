@@ -48,7 +48,9 @@ end
 def train(models_dir: Path) -> None:
     points = 3000
     stamps = pd.date_range("2024-01-01", periods=points, freq="h")
-    values = 10 + 3 * np.sin(2 * np.pi * np.arange(points) / 24) + np.random.default_rng(0).normal(0, 0.3, points)
+    values = (
+        10 + 3 * np.sin(2 * np.pi * np.arange(points) / 24) + np.random.default_rng(0).normal(0, 0.3, points)
+    )
     data = prepare(pd.DataFrame({"timestamp": stamps, "value": values}), min_length=120)
     config = TrainingConfig(window=96, horizon=24, hidden=64, layers=2, patch_len=8, epochs=2, calendar=False)
     train_model(data, "bench", open_registry(Settings(models_dir=models_dir)), config, alias="production")
@@ -82,7 +84,19 @@ def start_server(models_dir: Path, port: int, threads: int) -> subprocess.Popen[
 def drive(url: str, body: str, connections: int, duration: int, workdir: Path) -> dict[str, float]:
     script = workdir / "post.lua"
     script.write_text(LUA % body)
-    command = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{duration}s", "-s", str(script), "--latency", url]
+    command = [
+        "wrk",
+        "-t",
+        "1",
+        "-c",
+        str(connections),
+        "-d",
+        f"{duration}s",
+        "-s",
+        str(script),
+        "--latency",
+        url,
+    ]
     output = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60).stdout
     match = re.search(r"RESULT (\d+) (\d+) ([\d.]+) ([\d.]+) ([\d.]+) ([\d.]+)", output)
     if match is None:
@@ -92,7 +106,9 @@ def drive(url: str, body: str, connections: int, duration: int, workdir: Path) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--duration", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the server")
@@ -110,7 +126,9 @@ def main() -> None:
         drive(f"{base}/v1/models/bench/forecast", body, args.connections, 3, workdir)  # warm-up
         results = {
             "echo": drive(f"{base}/v1/echo", body, args.connections, args.duration, workdir),
-            "forecast": drive(f"{base}/v1/models/bench/forecast", body, args.connections, args.duration, workdir),
+            "forecast": drive(
+                f"{base}/v1/models/bench/forecast", body, args.connections, args.duration, workdir
+            ),
         }
         metrics = httpx.get(f"{base}/metrics").text
     finally:
@@ -118,15 +136,23 @@ def main() -> None:
         server.wait(30)
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"{args.connections} connections, {args.duration} s each, one server process on 127.0.0.1")
-    print(f"{'endpoint':<10} {'req/s':>9} {'errors':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'p99/p50':>8}")
+    print(
+        f"{'endpoint':<10} {'req/s':>9} {'errors':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'p99/p50':>8}"
+    )
     for name, row in results.items():
         ratio = row["p99"] / row["p50"]
-        print(f"{name:<10} {row['rps']:>9.0f} {row['errors']:>7.0f} {row['p50']:>8.2f} {row['p95']:>8.2f} {row['p99']:>8.2f} {ratio:>8.2f}")
-    print(f"forecast / echo throughput: {results['forecast']['rps'] / results['echo']['rps']:.2f} (target >= 0.8)")
+        print(
+            f"{name:<10} {row['rps']:>9.0f} {row['errors']:>7.0f} {row['p50']:>8.2f} {row['p95']:>8.2f} {row['p99']:>8.2f} {ratio:>8.2f}"
+        )
+    print(
+        f"forecast / echo throughput: {results['forecast']['rps'] / results['echo']['rps']:.2f} (target >= 0.8)"
+    )
     sums = re.search(r"tswatch_batch_size_sum ([\d.e+]+)", metrics)
     counts = re.search(r"tswatch_batch_size_count ([\d.e+]+)", metrics)
     if sums and counts and float(counts.group(1)):
-        print(f"mean series per forward pass (micro-batching): {float(sums.group(1)) / float(counts.group(1)):.1f}")
+        print(
+            f"mean series per forward pass (micro-batching): {float(sums.group(1)) / float(counts.group(1)):.1f}"
+        )
 
 
 if __name__ == "__main__":

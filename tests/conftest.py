@@ -26,7 +26,9 @@ from app.training.pipeline import train_model
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
-TINY_CONFIG = TrainingConfig(window=24, horizon=6, hidden=16, layers=1, epochs=4, batch_size=64, patience=2, seed=0)
+TINY_CONFIG = TrainingConfig(
+    window=24, horizon=6, hidden=16, layers=1, epochs=4, batch_size=64, patience=2, seed=0
+)
 
 
 def synthetic_frame(points: int = 900, seed: int = 0, start: str = "2024-01-01") -> pd.DataFrame:
@@ -142,7 +144,9 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
 def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run the real `tswatch` console entry point in a subprocess."""
 
-    def run(models_dir: Path, *args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
+    def run(
+        models_dir: Path, *args: str, timeout: float = 300, **env: str
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "app.cli.main", *args],
             env=cli_env(models_dir, **env),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import signal
+import sys
 from typing import Annotated
 
 import torch
@@ -80,6 +82,8 @@ def serve(
         log_level="info",
         proxy_headers=False,
     )
+    # uvicorn re-raises a caught SIGTERM after its graceful shutdown; a completed shutdown is a clean exit.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.Server(config).run()
 
 

@@ -36,7 +36,9 @@ OPEN_PATHS = ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"]
 
 
 def create_key(run_cli, models_dir, role: str) -> dict:
-    result = run_cli(models_dir, "keys", "create", "--role", role, "--name", f"{role} test key", "--json", timeout=120)
+    result = run_cli(
+        models_dir, "keys", "create", "--role", role, "--name", f"{role} test key", "--json", timeout=120
+    )
     assert result.returncode == 0, result.stderr
     created = json.loads(result.stdout)
     assert created["role"] == role and created["key"].startswith(f"tsw_{created['key_id']}_")
@@ -63,7 +65,13 @@ def assert_forbidden(response: httpx.Response, role: str) -> None:
 
 def test_role_matrix_open_endpoints_and_revocation(models_dir, server_factory, run_cli):
     with ThreadPoolExecutor(3) as pool:  # three CLI processes at once: each pays the import cost
-        keys = dict(zip(("read", "write", "admin"), pool.map(lambda role: create_key(run_cli, models_dir, role), ("read", "write", "admin")), strict=True))
+        keys = dict(
+            zip(
+                ("read", "write", "admin"),
+                pool.map(lambda role: create_key(run_cli, models_dir, role), ("read", "write", "admin")),
+                strict=True,
+            )
+        )
     server = server_factory(models_dir, TSWATCH_ADMIN_KEY=BOOTSTRAP_KEY)
     assert "every endpoint is open" not in server.log()
 
@@ -76,7 +84,9 @@ def test_role_matrix_open_endpoints_and_revocation(models_dir, server_factory, r
         with server.client(key="tsw_deadbeef_" + "x" * 43) as client:
             assert_unauthenticated(client.request(method, path, **kwargs), invalid_token=True)
         with server.client() as client:
-            malformed = client.request(method, path, headers={"Authorization": f"Basic {keys['read']['key']}"}, **kwargs)
+            malformed = client.request(
+                method, path, headers={"Authorization": f"Basic {keys['read']['key']}"}, **kwargs
+            )
             assert_unauthenticated(malformed, invalid_token=False)
             empty_token = client.request(method, path, headers={"Authorization": "Bearer"}, **kwargs)
             assert_unauthenticated(empty_token, invalid_token=False)

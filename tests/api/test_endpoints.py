@@ -101,11 +101,15 @@ def test_forecast_detect_health_metrics_and_docs(tiny_models_dir, server_factory
         # Offsets are converted to UTC; the forecast continues from the last instant in UTC.
         shifted = hourly(30, "offset")
         shifted["timestamps"] = [
-            (datetime.fromisoformat(s) + timedelta(hours=2)).isoformat() + "+02:00" for s in shifted["timestamps"]
+            (datetime.fromisoformat(s) + timedelta(hours=2)).isoformat() + "+02:00"
+            for s in shifted["timestamps"]
         ]
         response = client.post("/v1/models/tiny/forecast", json={"series": [shifted], "horizon": 2})
         assert response.status_code == 200, response.text
-        assert response.json()["forecasts"][0]["timestamps"] == ["2024-03-02T06:00:00Z", "2024-03-02T07:00:00Z"]
+        assert response.json()["forecasts"][0]["timestamps"] == [
+            "2024-03-02T06:00:00Z",
+            "2024-03-02T07:00:00Z",
+        ]
 
         # Version selection.
         selections = {"?version=1": 1, "?version=2": 2, "?alias=production": 1, "": 1}
@@ -175,8 +179,15 @@ def test_forecast_detect_health_metrics_and_docs(tiny_models_dir, server_factory
         assert metric(samples, "tswatch_http_requests_total", **forecast_route) == 3 + len(selections)
         detect_route = {"method": "POST", "route": "/v1/models/{name}/detect", "status": "200"}
         assert metric(samples, "tswatch_http_requests_total", **detect_route) == 1
-        assert metric(samples, "tswatch_http_requests_total", method="GET", route="/readyz", status="200") >= 2
-        assert metric(samples, "tswatch_http_request_duration_seconds_count", method="POST", route=forecast_route["route"]) == 3 + len(selections)
+        assert (
+            metric(samples, "tswatch_http_requests_total", method="GET", route="/readyz", status="200") >= 2
+        )
+        assert metric(
+            samples,
+            "tswatch_http_request_duration_seconds_count",
+            method="POST",
+            route=forecast_route["route"],
+        ) == 3 + len(selections)
         loads = {"model": "tiny", "outcome": "loaded"}
         assert metric(samples, "tswatch_model_loads_total", version="1", **loads) == 1
         assert metric(samples, "tswatch_model_loads_total", version="2", **loads) == 1
@@ -187,11 +198,15 @@ def test_forecast_detect_health_metrics_and_docs(tiny_models_dir, server_factory
         # Every forecast series went through one micro-batched forward pass.
         assert metric(samples, "tswatch_batch_size_sum") == forecasts_v1 + forecasts_v2
         assert 1 <= metric(samples, "tswatch_batch_size_count") <= 3 + len(selections)
-        assert metric(samples, "tswatch_batch_size_bucket", le="+Inf") == metric(samples, "tswatch_batch_size_count")
+        assert metric(samples, "tswatch_batch_size_bucket", le="+Inf") == metric(
+            samples, "tswatch_batch_size_count"
+        )
         # Unknown paths are counted under one label, not their raw path.
         assert client.get("/no/such/path").status_code == 404
         samples = scrape(client)
-        assert metric(samples, "tswatch_http_requests_total", method="GET", route="unmatched", status="404") == 1
+        assert (
+            metric(samples, "tswatch_http_requests_total", method="GET", route="unmatched", status="404") == 1
+        )
         assert not any("/no/such/path" in str(labels) for _, labels in samples)
 
         # The OpenAPI document and the interactive docs.
@@ -286,7 +301,9 @@ def test_registry_endpoints_and_alias_management(models_dir, server_factory):
         assert response.status_code == 204 and response.content == b""
         assert client.get("/v1/models/tiny").json()["aliases"] == {"production": 2}
         deadline = time.monotonic() + 5
-        while (response := client.post("/v1/models/tiny/forecast?alias=staging", json={"series": [series]})).status_code == 200:
+        while (
+            response := client.post("/v1/models/tiny/forecast?alias=staging", json={"series": [series]})
+        ).status_code == 200:
             assert time.monotonic() < deadline, "a deleted alias kept answering"
             time.sleep(0.1)
         assert response.status_code == 404

@@ -21,7 +21,11 @@ NON_FINITE_TOKENS = re.compile(r"NaN|Infinity|1e309|\binf\b", re.IGNORECASE)
 def hourly(n: int, series_id: str = "a") -> dict:
     stamps = pd.date_range("2024-03-01", periods=n, freq="h")
     values = 10.0 + 3.0 * np.sin(2 * np.pi * np.arange(n) / 24)
-    return {"id": series_id, "values": values.round(3).tolist(), "timestamps": [s.isoformat() for s in stamps]}
+    return {
+        "id": series_id,
+        "values": values.round(3).tolist(),
+        "timestamps": [s.isoformat() for s in stamps],
+    }
 
 
 def raw_body(token: str, where: str = "values") -> bytes:
@@ -55,8 +59,18 @@ def json_case(label, path, body, status, slug, error_field=None, method="POST") 
     return Case(label, method, path, status, slug, {"json": body}, error_field)
 
 
-def raw_case(label, path, content: bytes, status, slug, error_field=None, content_type="application/json") -> Case:
-    return Case(label, "POST", path, status, slug, {"content": content, "headers": {"content-type": content_type}}, error_field)
+def raw_case(
+    label, path, content: bytes, status, slug, error_field=None, content_type="application/json"
+) -> Case:
+    return Case(
+        label,
+        "POST",
+        path,
+        status,
+        slug,
+        {"content": content, "headers": {"content-type": content_type}},
+        error_field,
+    )
 
 
 def check_problem(response, case: Case) -> list[str]:
@@ -88,8 +102,12 @@ def check_problem(response, case: Case) -> list[str]:
             for item in listed:
                 if set(item) != {"field", "message", "type"}:
                     errors.append(f"{where}: error entry {item!r} is not field/message/type")
-            if case.error_field is not None and case.error_field not in {item.get("field") for item in listed}:
-                errors.append(f"{where}: {case.error_field!r} not among {[item.get('field') for item in listed]}")
+            if case.error_field is not None and case.error_field not in {
+                item.get("field") for item in listed
+            }:
+                errors.append(
+                    f"{where}: {case.error_field!r} not among {[item.get('field') for item in listed]}"
+                )
             if any("input" in item for item in listed):
                 errors.append(f"{where}: validation errors echo the input")
     return errors
@@ -105,10 +123,16 @@ def error_cases() -> list[Case]:
     cases = []
     for token in ("NaN", "Infinity", "-Infinity", "1e309", "-1e309"):
         for path in (FORECAST, DETECT):
-            cases.append(raw_case(f"{token} in values", path, raw_body(token), 422, "validation-error", "series.0.values.1"))
+            cases.append(
+                raw_case(
+                    f"{token} in values", path, raw_body(token), 422, "validation-error", "series.0.values.1"
+                )
+            )
     cases += [
         raw_case("NaN level", FORECAST, raw_body("NaN", "levels"), 422, "validation-error", "levels.1"),
-        raw_case("Infinity level", FORECAST, raw_body("Infinity", "levels"), 422, "validation-error", "levels.1"),
+        raw_case(
+            "Infinity level", FORECAST, raw_body("Infinity", "levels"), 422, "validation-error", "levels.1"
+        ),
         raw_case(
             "NaN sensitivity",
             DETECT,
@@ -120,27 +144,127 @@ def error_cases() -> list[Case]:
         json_case("empty series list", FORECAST, {"series": []}, 422, "validation-error", "series"),
         json_case("empty series list", DETECT, {"series": []}, 422, "validation-error", "series"),
         json_case("no body members", FORECAST, {}, 422, "validation-error", "series"),
-        json_case("empty values", FORECAST, {"series": [{"id": "a", "values": [], "timestamps": []}]}, 422, "validation-error", "series.0.values"),
+        json_case(
+            "empty values",
+            FORECAST,
+            {"series": [{"id": "a", "values": [], "timestamps": []}]},
+            422,
+            "validation-error",
+            "series.0.values",
+        ),
         json_case("shorter than the window", FORECAST, {"series": [short]}, 422, "invalid-input"),
         json_case("no point after the window", DETECT, {"series": [hourly(24)]}, 422, "invalid-input"),
-        json_case("horizon above the model's", FORECAST, {"series": [series], "horizon": 7}, 422, "invalid-input"),
-        json_case("horizon zero", FORECAST, {"series": [series], "horizon": 0}, 422, "validation-error", "horizon"),
-        json_case("horizon not an integer", FORECAST, {"series": [series], "horizon": 2.5}, 422, "validation-error", "horizon"),
-        json_case("more values than timestamps", FORECAST, {"series": [{**series, "timestamps": stamps[:-1]}]}, 422, "validation-error", "series.0"),
-        json_case("more timestamps than values", DETECT, {"series": [{**series, "values": series["values"][:-1]}]}, 422, "validation-error", "series.0"),
-        json_case("unsorted timestamps", FORECAST, {"series": [{**series, "timestamps": unsorted}]}, 422, "validation-error", "series.0.timestamps"),
-        json_case("duplicate timestamps", DETECT, {"series": [{**series, "timestamps": duplicated}]}, 422, "validation-error", "series.0.timestamps"),
-        json_case("unparsable timestamp", FORECAST, {"series": [{**series, "timestamps": ["soon", *stamps[1:]]}]}, 422, "validation-error", "series.0.timestamps.0"),
-        json_case("timestamp out of range", FORECAST, {"series": [{**series, "timestamps": ["0001-01-01T00:00:00", *stamps[1:]]}]}, 422, "validation-error", "series.0.timestamps"),
-        json_case("duplicate series ids", FORECAST, {"series": [series, series]}, 422, "validation-error", "series"),
-        json_case("missing timestamps", FORECAST, {"series": [{"id": "a", "values": series["values"]}]}, 422, "invalid-input"),
-        json_case("missing timestamps", DETECT, {"series": [{"id": "a", "values": series["values"]}]}, 422, "invalid-input"),
-        json_case("level 99 above the widest", FORECAST, {"series": [series], "levels": [80, 99]}, 422, "invalid-input"),
-        json_case("level 100", FORECAST, {"series": [series], "levels": [100]}, 422, "validation-error", "levels.0"),
-        json_case("level 0", FORECAST, {"series": [series], "levels": [0]}, 422, "validation-error", "levels.0"),
-        json_case("sensitivity above 1", DETECT, {"series": [series], "sensitivity": 1.5}, 422, "validation-error", "sensitivity"),
-        json_case("unknown member", FORECAST, {"series": [series], "horizn": 3}, 422, "validation-error", "horizn"),
-        json_case("values not numbers", FORECAST, {"series": [{**series, "values": ["x"] * 30}]}, 422, "validation-error", "series.0.values.0"),
+        json_case(
+            "horizon above the model's", FORECAST, {"series": [series], "horizon": 7}, 422, "invalid-input"
+        ),
+        json_case(
+            "horizon zero", FORECAST, {"series": [series], "horizon": 0}, 422, "validation-error", "horizon"
+        ),
+        json_case(
+            "horizon not an integer",
+            FORECAST,
+            {"series": [series], "horizon": 2.5},
+            422,
+            "validation-error",
+            "horizon",
+        ),
+        json_case(
+            "more values than timestamps",
+            FORECAST,
+            {"series": [{**series, "timestamps": stamps[:-1]}]},
+            422,
+            "validation-error",
+            "series.0",
+        ),
+        json_case(
+            "more timestamps than values",
+            DETECT,
+            {"series": [{**series, "values": series["values"][:-1]}]},
+            422,
+            "validation-error",
+            "series.0",
+        ),
+        json_case(
+            "unsorted timestamps",
+            FORECAST,
+            {"series": [{**series, "timestamps": unsorted}]},
+            422,
+            "validation-error",
+            "series.0.timestamps",
+        ),
+        json_case(
+            "duplicate timestamps",
+            DETECT,
+            {"series": [{**series, "timestamps": duplicated}]},
+            422,
+            "validation-error",
+            "series.0.timestamps",
+        ),
+        json_case(
+            "unparsable timestamp",
+            FORECAST,
+            {"series": [{**series, "timestamps": ["soon", *stamps[1:]]}]},
+            422,
+            "validation-error",
+            "series.0.timestamps.0",
+        ),
+        json_case(
+            "timestamp out of range",
+            FORECAST,
+            {"series": [{**series, "timestamps": ["0001-01-01T00:00:00", *stamps[1:]]}]},
+            422,
+            "validation-error",
+            "series.0.timestamps",
+        ),
+        json_case(
+            "duplicate series ids", FORECAST, {"series": [series, series]}, 422, "validation-error", "series"
+        ),
+        json_case(
+            "missing timestamps",
+            FORECAST,
+            {"series": [{"id": "a", "values": series["values"]}]},
+            422,
+            "invalid-input",
+        ),
+        json_case(
+            "missing timestamps",
+            DETECT,
+            {"series": [{"id": "a", "values": series["values"]}]},
+            422,
+            "invalid-input",
+        ),
+        json_case(
+            "level 99 above the widest",
+            FORECAST,
+            {"series": [series], "levels": [80, 99]},
+            422,
+            "invalid-input",
+        ),
+        json_case(
+            "level 100", FORECAST, {"series": [series], "levels": [100]}, 422, "validation-error", "levels.0"
+        ),
+        json_case(
+            "level 0", FORECAST, {"series": [series], "levels": [0]}, 422, "validation-error", "levels.0"
+        ),
+        json_case(
+            "sensitivity above 1",
+            DETECT,
+            {"series": [series], "sensitivity": 1.5},
+            422,
+            "validation-error",
+            "sensitivity",
+        ),
+        json_case(
+            "unknown member", FORECAST, {"series": [series], "horizn": 3}, 422, "validation-error", "horizn"
+        ),
+        json_case(
+            "values not numbers",
+            FORECAST,
+            {"series": [{**series, "values": ["x"] * 30}]},
+            422,
+            "validation-error",
+            "series.0.values.0",
+        ),
         json_case("values too large for the model", FORECAST, {"series": [huge]}, 422, "invalid-input"),
         json_case("values too large for the model", DETECT, {"series": [huge]}, 422, "invalid-input"),
         json_case("unknown model", "/v1/models/nope/forecast", {"series": [series]}, 404, "model-not-found"),
@@ -149,22 +273,84 @@ def error_cases() -> list[Case]:
         json_case("unknown version", DETECT + "?version=9", {"series": [series]}, 404, "version-not-found"),
         json_case("unknown alias", FORECAST + "?alias=staging", {"series": [series]}, 404, "alias-not-found"),
         json_case("unknown alias", DETECT + "?alias=staging", {"series": [series]}, 404, "alias-not-found"),
-        json_case("version and alias", FORECAST + "?version=1&alias=production", {"series": [series]}, 422, "invalid-input"),
-        json_case("version and alias", DETECT + "?version=1&alias=production", {"series": [series]}, 422, "invalid-input"),
-        json_case("version zero", FORECAST + "?version=0", {"series": [series]}, 422, "validation-error", "query.version"),
-        json_case("version beyond any integer column", FORECAST + "?version=99999999999999999999", {"series": [series]}, 422, "validation-error", "query.version"),
-        json_case("version not a number", FORECAST + "?version=one", {"series": [series]}, 422, "validation-error", "query.version"),
+        json_case(
+            "version and alias",
+            FORECAST + "?version=1&alias=production",
+            {"series": [series]},
+            422,
+            "invalid-input",
+        ),
+        json_case(
+            "version and alias",
+            DETECT + "?version=1&alias=production",
+            {"series": [series]},
+            422,
+            "invalid-input",
+        ),
+        json_case(
+            "version zero",
+            FORECAST + "?version=0",
+            {"series": [series]},
+            422,
+            "validation-error",
+            "query.version",
+        ),
+        json_case(
+            "version beyond any integer column",
+            FORECAST + "?version=99999999999999999999",
+            {"series": [series]},
+            422,
+            "validation-error",
+            "query.version",
+        ),
+        json_case(
+            "version not a number",
+            FORECAST + "?version=one",
+            {"series": [series]},
+            422,
+            "validation-error",
+            "query.version",
+        ),
         raw_case("invalid JSON", FORECAST, b'{"series": [', 400, "invalid-json"),
         raw_case("invalid JSON", DETECT, b"\x00\xff", 400, "invalid-json"),
         raw_case("JSON but not an object", FORECAST, b"[1, 2, 3]", 422, "validation-error", "body"),
-        raw_case("wrong content type", FORECAST, json.dumps({"series": [series]}).encode(), 415, "unsupported-media-type", content_type="text/plain"),
-        raw_case("form content type", DETECT, b"series=1", 415, "unsupported-media-type", content_type="application/x-www-form-urlencoded"),
-        Case("no content type", "POST", FORECAST, 415, "unsupported-media-type", {"content": json.dumps({"series": [series]}).encode()}),
+        raw_case(
+            "wrong content type",
+            FORECAST,
+            json.dumps({"series": [series]}).encode(),
+            415,
+            "unsupported-media-type",
+            content_type="text/plain",
+        ),
+        raw_case(
+            "form content type",
+            DETECT,
+            b"series=1",
+            415,
+            "unsupported-media-type",
+            content_type="application/x-www-form-urlencoded",
+        ),
+        Case(
+            "no content type",
+            "POST",
+            FORECAST,
+            415,
+            "unsupported-media-type",
+            {"content": json.dumps({"series": [series]}).encode()},
+        ),
         Case("no body", "POST", FORECAST, 422, "validation-error", {}, "body"),
         Case("unknown model", "GET", "/v1/models/nope", 404, "model-not-found"),
         Case("unknown model", "GET", "/v1/models/nope/versions/1", 404, "model-not-found"),
         Case("unknown version", "GET", "/v1/models/tiny/versions/9", 404, "version-not-found"),
-        Case("version beyond any integer column", "GET", "/v1/models/tiny/versions/99999999999999999999", 422, "validation-error", {}, "path.version"),
+        Case(
+            "version beyond any integer column",
+            "GET",
+            "/v1/models/tiny/versions/99999999999999999999",
+            422,
+            "validation-error",
+            {},
+            "path.version",
+        ),
         Case("unknown alias", "DELETE", "/v1/models/tiny/aliases/staging", 404, "alias-not-found"),
         Case("unknown route", "GET", "/v2/models", 404, "not-found"),
         Case("unknown route", "POST", "/v1/models/tiny/predict", 404, "not-found"),
@@ -182,9 +368,8 @@ def test_client_errors_are_problem_documents(tiny_models_dir, server_factory):
         for case in error_cases():
             response = client.request(case.method, case.path, **case.kwargs)
             failures += check_problem(response, case)
-            if case.status == 405:
-                if not response.headers.get("allow"):
-                    failures.append(f"{case.label}: 405 without an Allow header")
+            if case.status == 405 and not response.headers.get("allow"):
+                failures.append(f"{case.label}: 405 without an Allow header")
         # The server is unharmed by all of that.
         assert client.post(FORECAST, json={"series": [hourly(30)]}).status_code == 200
     assert "Traceback" not in server.log()
@@ -216,7 +401,9 @@ def test_bodies_over_the_limit_are_413_with_or_without_content_length(tiny_model
                     assert response.request.headers.get("transfer-encoding") == "chunked"
                 else:
                     assert response.request.headers["content-length"] == str(len(big))
-                failures += check_problem(response, Case(f"{case.label} {label}", "POST", path, 413, case.slug))
+                failures += check_problem(
+                    response, Case(f"{case.label} {label}", "POST", path, 413, case.slug)
+                )
                 if response.status_code == 413:
                     assert response.json()["max_body_bytes"] == limit
                     assert response.headers.get("connection") == "close"

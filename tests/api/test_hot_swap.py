@@ -46,7 +46,9 @@ class Load:
     base_url: str
     body: dict
     stop: threading.Event = field(default_factory=threading.Event)
-    outcomes: list[tuple[float, int | str, int | None]] = field(default_factory=list)  # (time, status, version)
+    outcomes: list[tuple[float, int | str, int | None]] = field(
+        default_factory=list
+    )  # (time, status, version)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def run(self) -> None:
@@ -85,7 +87,10 @@ def test_alias_moves_under_load_and_a_corrupt_version_never_serves(models_dir, s
 
     server = server_factory(models_dir)
     stamps = pd.date_range("2024-03-01", periods=48, freq="h")
-    series = {"values": (10 + 3 * np.sin(np.arange(48) / 24 * 2 * np.pi)).tolist(), "timestamps": [s.isoformat() for s in stamps]}
+    series = {
+        "values": (10 + 3 * np.sin(np.arange(48) / 24 * 2 * np.pi)).tolist(),
+        "timestamps": [s.isoformat() for s in stamps],
+    }
     load = Load(server.base_url, {"series": [series]})
     threads = [threading.Thread(target=load.run, daemon=True) for _ in range(CLIENTS)]
     for thread in threads:

@@ -20,7 +20,11 @@ GRACE_SECONDS = 8.0  # Settings.shutdown_grace_seconds default
 def hourly(n: int, series_id: str, start: str = "2000-01-01") -> dict:
     stamps = pd.date_range(start, periods=n, freq="h")
     values = 10.0 + 3.0 * np.sin(2 * np.pi * np.arange(n) / 24)
-    return {"id": series_id, "values": values.round(4).tolist(), "timestamps": [s.isoformat() for s in stamps]}
+    return {
+        "id": series_id,
+        "values": values.round(4).tolist(),
+        "timestamps": [s.isoformat() for s in stamps],
+    }
 
 
 def test_sigterm_lets_in_flight_requests_finish_then_exits_zero(tiny_models_dir, server_factory):

@@ -7,7 +7,13 @@ from app.forecasting.network import NetworkConfig, RecurrentForecastNetwork
 def make_network(cell: str, layers: int = 2, dropout: float = 0.0) -> RecurrentForecastNetwork:
     torch.manual_seed(0)
     config = NetworkConfig(
-        cell=cell, input_size=3, hidden_size=16, num_layers=layers, horizon=5, num_quantiles=4, dropout=dropout
+        cell=cell,
+        input_size=3,
+        hidden_size=16,
+        num_layers=layers,
+        horizon=5,
+        num_quantiles=4,
+        dropout=dropout,
     )
     return RecurrentForecastNetwork(config).eval()
 

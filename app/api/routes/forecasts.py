@@ -85,8 +85,8 @@ async def create_forecast(
     check_inputs(forecaster, series)
     windows, calendar = model_inputs(forecaster, series)
     quantiles = await served.batcher.submit(windows, calendar)  # [n, H, Q]
+    forecasts = shape_forecasts(forecaster, series, quantiles, horizon, body.levels)  # 422 if not finite
     services.metrics.forecasts(served.name, served.version, len(series))
-    forecasts = shape_forecasts(forecaster, series, quantiles, horizon, body.levels)
     return JSONResponse(
         {
             "model": {"name": served.name, "version": served.version},
