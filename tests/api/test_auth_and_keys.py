@@ -1,11 +1,8 @@
-import threading
 import time
-from contextlib import contextmanager
 from types import SimpleNamespace
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from app.api.auth import AdminAccess, Principal, ReadAccess, WriteAccess
@@ -16,26 +13,6 @@ from app.registry.keys import KeyStore, Role
 from app.settings import Settings
 
 PROBLEM = "application/problem+json"
-
-
-@contextmanager
-def live_server(app):
-    """Runs `app` under a real uvicorn on an ephemeral loopback port; yields its base URL."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def payload(principal: Principal) -> dict:
@@ -78,7 +55,7 @@ def keys(database):
 
 
 @pytest.fixture
-def client(keys, database, tmp_path):
+def client(keys, database, tmp_path, live_server):
     with live_server(build_app(keys, database, tmp_path)) as url, httpx.Client(base_url=url) as client:
         yield client
 
@@ -105,7 +82,7 @@ def test_open_mode_without_keys_is_an_anonymous_admin(client):
     assert response.json() == {"key_id": None, "role": "admin"}
 
 
-def test_revoking_the_last_key_reopens_only_a_loopback_server(keys, database, tmp_path):
+def test_revoking_the_last_key_reopens_only_a_loopback_server(keys, database, tmp_path, live_server):
     info, plaintext = keys.create(Role.ADMIN)
     keys.revoke(info.key_id)
     with live_server(build_app(keys, database, tmp_path, host="127.0.0.1")) as url:

@@ -1,10 +1,5 @@
-import threading
-import time
-from contextlib import contextmanager
-
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import Response
 from prometheus_client.parser import text_string_to_metric_families
@@ -12,26 +7,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.api.limits import BodySizeLimitMiddleware
 from app.api.metrics import ApiMetrics, MetricsMiddleware
 from app.api.problems import install_problem_handlers
-
-
-@contextmanager
-def live_server(app):
-    """Runs `app` under a real uvicorn on an ephemeral loopback port; yields its base URL."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def build_app(metrics: ApiMetrics) -> FastAPI:
@@ -74,7 +49,7 @@ def labels(**values) -> tuple:
 
 
 @pytest.fixture
-def scrape():
+def scrape(live_server):
     metrics = ApiMetrics()
     with live_server(build_app(metrics)) as url, httpx.Client(base_url=url) as client:
         yield client, lambda: client.get("/metrics").text

@@ -1,13 +1,9 @@
 import asyncio
 import json
-import threading
-import time
-from contextlib import contextmanager
 from typing import Annotated
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from pydantic import BaseModel, Field
 
@@ -27,26 +23,6 @@ class Series(BaseModel):
 
 class Batch(BaseModel):
     series: list[Series]
-
-
-@contextmanager
-def live_server(app):
-    """Runs `app` under a real uvicorn on an ephemeral loopback port; yields its base URL."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def build_app() -> FastAPI:
@@ -78,7 +54,7 @@ def build_app() -> FastAPI:
 
 
 @pytest.fixture(scope="module")
-def client():
+def client(live_server):
     with live_server(build_app()) as url, httpx.Client(base_url=url) as client:
         yield client
 
