@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Standard Webhooks' example schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+DEFAULT_WEBHOOK_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+
+
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
 
 
 class Settings(BaseSettings):
@@ -26,7 +37,9 @@ class Settings(BaseSettings):
     admin_key: SecretStr | None = Field(None, description="Bootstraps one admin API key (for containers).")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest accepted request body.")
     alias_poll_seconds: float = Field(2.0, gt=0, description="How often the server re-reads aliases.")
-    batch_max_wait_ms: float = Field(2.0, ge=0, description="Longest a forecast waits to be batched.")
+    batch_max_wait_ms: float = Field(
+        0.0, ge=0, description="Extra wait for company when the inference thread is idle (0: none)."
+    )
     batch_max_size: int = Field(256, ge=1, description="Most series coalesced into one forward pass.")
     shutdown_grace_seconds: float = Field(8.0, ge=0, description="Time in-flight requests get on SIGTERM.")
     enable_echo: bool = Field(
@@ -35,6 +48,37 @@ class Settings(BaseSettings):
     demo_on_empty: bool = Field(
         False, description="Train the demo models at start when the registry is empty."
     )
+    webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_WEBHOOK_RETRY_SCHEDULE),
+        description="Outbound webhook attempts: comma-separated delays in seconds (first = initial delay).",
+    )
+    webhook_allow_cidrs: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated CIDRs outbound webhooks may reach even though they are not public.",
+    )
+    webhook_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one webhook attempt.")
+    webhook_disable_after: int = Field(
+        5, ge=1, description="Consecutive failed messages after which an endpoint is disabled."
+    )
+
+    @field_validator("webhook_retry_schedule", "webhook_allow_cidrs", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return _split_commas(value)
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _check_schedule(cls, value: list[float]) -> list[float]:
+        if not value or any(delay < 0 or delay != delay or delay == float("inf") for delay in value):
+            raise ValueError("the retry schedule needs at least one finite delay >= 0 seconds")
+        return value
+
+    @field_validator("webhook_allow_cidrs")
+    @classmethod
+    def _check_cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=True)  # ValueError names the bad CIDR
+        return value
 
     @property
     def resolved_database_url(self) -> str:

@@ -11,15 +11,15 @@ from app.registry.store import Registry
 from app.serving.pool import ModelPool
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     return request.app.state.services
 
 
-def get_registry(services: Annotated[Services, Depends(get_services)]) -> Registry:
+async def get_registry(services: Annotated[Services, Depends(get_services)]) -> Registry:
     return services.registry
 
 
-def get_pool(services: Annotated[Services, Depends(get_services)]) -> ModelPool:
+async def get_pool(services: Annotated[Services, Depends(get_services)]) -> ModelPool:
     return services.pool
 
 

@@ -1,8 +1,10 @@
 """Micro-batching: concurrent forecast requests for one model version share a single forward pass.
 
-Requests queue up while the inference thread is busy (or for at most `max_wait` seconds), then go through the
-network together; torch runs one batched pass in about the time of one small pass, so throughput under
-concurrency approaches that of the HTTP stack itself.
+Requests that arrive while the inference thread is busy wait for it and then go through the network together;
+a request that finds it idle waits for the requests already parsed in the same event-loop turn, or at most
+`max_wait` when that is set above zero. torch runs one batched pass in about the time
+of one small pass, so throughput under concurrency approaches that of the HTTP stack itself. Scheduling uses
+plain loop callbacks (no task or timeout object per request) to keep the per-request cost small.
 """
 
 from __future__ import annotations
@@ -39,60 +41,75 @@ class MicroBatcher:
         self._max_wait = max_wait
         self._max_size = max_size
         self._on_batch = on_batch or (lambda size: None)
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._worker: asyncio.Task[None] | None = None
+        self._pending: list[_Pending] = []
+        self._pending_rows = 0
+        self._busy = False
+        self._timer: asyncio.Handle | None = None
 
     async def submit(self, windows: np.ndarray, calendar: np.ndarray | None) -> np.ndarray:
         """Forecast windows [n, L] (+ calendar [n, L, C]) -> [n, H, Q], batched with concurrent callers."""
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._run())
-        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(windows, calendar, future))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[np.ndarray] = loop.create_future()
+        self._pending.append(_Pending(windows, calendar, future))
+        self._pending_rows += len(windows)
+        if not self._busy:
+            if self._pending_rows >= self._max_size:
+                self._flush()
+            elif self._timer is None and self._max_wait <= 0:
+                self._timer = loop.call_soon(self._flush)
+            elif self._timer is None:
+                self._timer = loop.call_later(self._max_wait, self._flush)
         return await future
 
-    async def _collect(self) -> list[_Pending]:
-        batch = [await self._queue.get()]
-        size = len(batch[0].windows)
-        deadline = asyncio.get_running_loop().time() + self._max_wait
-        while size < self._max_size:
-            remaining = deadline - asyncio.get_running_loop().time()
-            try:
-                item = (
-                    self._queue.get_nowait()
-                    if remaining <= 0
-                    else await asyncio.wait_for(self._queue.get(), remaining)
-                )
-            except (asyncio.QueueEmpty, TimeoutError):
-                break
+    def _take(self) -> list[_Pending]:
+        batch, rows = [], 0
+        while self._pending and (not batch or rows + len(self._pending[0].windows) <= self._max_size):
+            item = self._pending.pop(0)
             batch.append(item)
-            size += len(item.windows)
+            rows += len(item.windows)
+        self._pending_rows -= rows
         return batch
 
-    async def _run(self) -> None:
-        while True:
-            batch = await self._collect()
-            try:
-                outputs = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, self._forward, batch
-                )
-            except Exception as error:
-                for pending in batch:
-                    if not pending.future.done():
-                        pending.future.set_exception(error)
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._busy or not self._pending:
+            return
+        batch = self._take()
+        self._busy = True
+        job = asyncio.get_running_loop().run_in_executor(self._executor, self._forward, batch)
+        job.add_done_callback(lambda done: self._finish(batch, done))
+
+    def _finish(self, batch: list[_Pending], done: asyncio.Future[list[np.ndarray]]) -> None:
+        self._busy = False
+        error = None if done.cancelled() else done.exception()
+        outputs = None if done.cancelled() or error is not None else done.result()
+        for index, pending in enumerate(batch):
+            if pending.future.done():
                 continue
-            for pending, output in zip(batch, outputs, strict=True):
-                if not pending.future.done():
-                    pending.future.set_result(output)
+            if outputs is not None:
+                pending.future.set_result(outputs[index])
+            else:
+                pending.future.set_exception(error or asyncio.CancelledError())
+        if self._pending:
+            self._flush()
 
     def _forward(self, batch: list[_Pending]) -> list[np.ndarray]:
         windows = np.concatenate([p.windows for p in batch])  # [sum n, L]
-        calendar = None if batch[0].calendar is None else np.concatenate([p.calendar for p in batch])  # type: ignore[misc]
+        calendar = None
+        if batch[0].calendar is not None:
+            calendar = np.concatenate([p.calendar for p in batch if p.calendar is not None])  # [sum n, L, C]
         self._on_batch(len(windows))
         output = self._predict(windows, calendar)  # [sum n, H, Q]
         splits = np.cumsum([len(p.windows) for p in batch])[:-1]
         return np.split(output, splits)
 
     async def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for pending in self._pending:
+            if not pending.future.done():
+                pending.future.cancel()
+        self._pending.clear()
