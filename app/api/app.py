@@ -6,12 +6,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 import app as package
 from app.api.limits import BodySizeLimitMiddleware
 from app.api.metrics import ApiMetrics, MetricsMiddleware
 from app.api.problems import install_problem_handlers
-from app.api.routes import echo, forecasts, health, models, streams
+from app.api.routes import echo, forecasts, health, hooks, models, streams, ui, webhooks
 from app.api.services import Services
 from app.settings import Settings
 
@@ -36,7 +37,10 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     install_problem_handlers(application)
-    for router in (health.router, forecasts.router, models.router, streams.router):
+    for router in (health.router, forecasts.router, models.router, streams.router, ui.router, ui.pages):
+        application.include_router(router)
+    application.mount("/ui/static", StaticFiles(directory=ui.STATIC_DIR), name="ui-static")
+    for router in (hooks.router, webhooks.router):
         application.include_router(router)
     if settings.enable_echo:
         application.include_router(echo.router)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,11 @@ from app.registry.store import Registry
 from app.serving.pool import ModelPool, PoolHooks
 from app.settings import Settings
 from app.streams.service import StreamService
+from app.webhooks.delivery import DeliveryWorker
+from app.webhooks.inbound import IdempotencyStore, InboundSecretStore
+from app.webhooks.outbox import Outbox
+from app.webhooks.ssrf import DestinationPolicy
+from app.webhooks.subscriptions import EndpointStore
 
 logger = logging.getLogger("tswatch.api")
 
@@ -37,6 +43,7 @@ class Services:
     pool: ModelPool
     executor: ThreadPoolExecutor
     streams: StreamService | None = None
+    webhooks: Webhooks | None = None
     ready: bool = False
     load_problems: list[str] = field(default_factory=list)
     _watcher: asyncio.Task[None] | None = None
@@ -61,12 +68,20 @@ class Services:
         )
         services = cls(settings, metrics, database, registry, keys, pool, executor)
         services.streams = StreamService(database, pool)
+        services.webhooks = Webhooks.open(settings, database)
+        services.streams.alarm_sink = (
+            services.webhooks.outbox.record_alarms
+        )  # events join the alarm's transaction
         return services
 
     async def start(self) -> None:
         self.load_problems = await self.pool.load_defaults()
+        gc.collect()
+        gc.freeze()  # models and startup objects leave the collector's view: shorter pauses under load
         self.ready = True
         self._watcher = asyncio.create_task(self._watch_aliases())
+        if self.webhooks is not None:
+            self.webhooks.worker.start()
 
     async def _watch_aliases(self) -> None:
         while True:
@@ -78,6 +93,8 @@ class Services:
 
     async def stop(self) -> None:
         self.ready = False
+        if self.webhooks is not None:
+            await self.webhooks.worker.stop()
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -85,3 +102,35 @@ class Services:
         await self.pool.close()
         self.executor.shutdown(wait=True)
         self.database.dispose()
+
+
+@dataclass
+class Webhooks:
+    """Inbound secrets and idempotency, outbound endpoints, the outbox and its delivery worker."""
+
+    secrets: InboundSecretStore
+    idempotency: IdempotencyStore
+    outbox: Outbox
+    endpoints: EndpointStore
+    worker: DeliveryWorker
+
+    @classmethod
+    def open(cls, settings: Settings, database: Database) -> Webhooks:
+        policy = DestinationPolicy(settings.webhook_allow_cidrs)
+        schedule = settings.webhook_retry_schedule
+        outbox = Outbox(database, first_delay=schedule[0])
+        worker = DeliveryWorker(
+            database,
+            outbox,
+            policy,
+            schedule,
+            timeout=settings.webhook_timeout_seconds,
+            disable_after=settings.webhook_disable_after,
+        )
+        return cls(
+            InboundSecretStore(database),
+            IdempotencyStore(database),
+            outbox,
+            EndpointStore(database, outbox, policy),
+            worker,
+        )

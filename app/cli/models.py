@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from app.cli.output import console, fail, print_json
+from app.cli.plots import plot_training_report
 from app.cli.train import coverage_table, metrics_table
 from app.errors import TswatchError
 from app.registry.factory import open_registry
@@ -72,6 +74,10 @@ def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON
 def show_model(
     reference: Annotated[str, typer.Argument(help="NAME, NAME@VERSION or NAME@ALIAS.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="Also write the training report PNG (loss curves, test forecast, residuals) here."),
+    ] = None,
 ) -> None:
     """Show one version's manifest and test metrics (default: production alias, else latest)."""
     name, version, alias = parse_reference(reference)
@@ -81,6 +87,11 @@ def show_model(
         manifest = registry.read_manifest(info)
     except TswatchError as error:
         fail(error.detail)
+    if plot is not None:
+        try:
+            plot_training_report(manifest, plot, title=f"{name} v{info.version}")
+        except (OSError, ValueError) as error:
+            fail(f"could not write the plot to {plot}: {error}")
     if as_json:
         print_json(manifest)
         return
@@ -95,6 +106,8 @@ def show_model(
     )
     console.print(metrics_table(manifest["metrics"]))
     console.print(coverage_table(manifest["metrics"]))
+    if plot is not None:
+        console.print(f"report plot written to {plot}", soft_wrap=True)
 
 
 @models_cli.command("alias")

@@ -9,7 +9,8 @@ import torch
 import typer
 from rich.table import Table
 
-from app.cli.output import console, fail, print_json
+from app.cli.output import console, error_console, fail, print_json
+from app.cli.plots import REPORT_FILE, plot_training_report
 from app.cli.progress import RichTrainingProgress
 from app.errors import TswatchError
 from app.registry.factory import open_registry
@@ -44,11 +45,26 @@ def coverage_table(metrics: dict[str, Any]) -> Table:
     return table
 
 
-def report(result: TrainingResult, as_json: bool) -> None:
+def write_report_plot(result: TrainingResult) -> Path | None:
+    """The report PNG next to the version's artifacts; a plotting failure never fails the (registered) run."""
+    manifest = {**result.manifest, "name": result.version.name, "version": result.version.version}
+    try:
+        return plot_training_report(manifest, result.version.path / REPORT_FILE)
+    except (OSError, ValueError) as error:
+        error_console.print(f"[yellow]warning:[/] could not write the report plot: {error}", highlight=False)
+        return None
+
+
+def report(result: TrainingResult, as_json: bool, plot_path: Path | None = None) -> None:
     manifest = result.manifest
     if as_json:
         print_json(
-            {"name": result.version.name, "version": result.version.version, "metrics": manifest["metrics"]}
+            {
+                "name": result.version.name,
+                "version": result.version.version,
+                "metrics": manifest["metrics"],
+                "report_plot": None if plot_path is None else str(plot_path),
+            }
         )
         return
     console.print(
@@ -58,6 +74,8 @@ def report(result: TrainingResult, as_json: bool) -> None:
     )
     console.print(metrics_table(manifest["metrics"]))
     console.print(coverage_table(manifest["metrics"]))
+    if plot_path is not None:
+        console.print(f"report plot written to {plot_path}", soft_wrap=True)
 
 
 def train(
@@ -109,7 +127,7 @@ def train(
         fail("training interrupted: nothing was registered", code=130)
     except (DataValidationError, TswatchError, ValueError) as error:
         fail(str(error))
-    report(result, as_json)
+    report(result, as_json, write_report_plot(result))
 
 
 def register(cli: typer.Typer) -> None:

@@ -22,6 +22,12 @@ each phase is warmed on the window ending at its own most recent point (the hist
 for that). On the very first anchor only `window` values exist, so the older phases are warmed on the longest
 whole-patch suffix available (window - P values): after their next token they have seen exactly one window.
 
+Per-point cost. The O(1) step avoids every O(window) or pandas path: the newest patch is read from the ends of
+the history deques, its calendar encodings come from lookup tables built once with `calendar_matrix` itself
+(bitwise the same float32 values, no pandas per point), the token is written into a reused buffer, and the
+residual is computed with scalar float64 arithmetic that reproduces `SpreadResidualScorer` exactly (levels
+validated once). The anchor still uses the batch paths (`calendar_matrix`, `Forecaster.tokens`).
+
 Model changes. `StreamScorer.from_state` rebuilds the state from the stored recent values when the served
 model differs from the one the state was built with (e.g. the alias moved): the network state and anchor are
 recomputed, the adaptive calibrator restarts on the new model's calibration, the alarm policy carries over.
@@ -32,7 +38,8 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -46,8 +53,10 @@ from app.anomaly import (
     SpreadResidualScorer,
     sensitivity_to_alpha,
 )
+from app.anomaly.residuals import DOWN, UP, validate_levels
 from app.anomaly.sensitivity import score_threshold, validate_sensitivity
 from app.errors import InvalidInputError
+from app.forecasting.calendar import calendar_matrix
 from app.forecasting.forecaster import Forecaster
 from app.forecasting.network import HiddenState
 
@@ -101,6 +110,18 @@ class StreamScorer:
         self.scale: torch.Tensor | None = None  # [1, 1] float32
         self.states: list[HiddenState] = []  # one per phase, after an anchor
         self.pending: np.ndarray | None = None  # [Q] float64 lead-1 quantiles for the next point
+        # per-point fast path (derived, never stored): see "Per-point cost" in the module docstring
+        spec = forecaster.spec
+        self._features = tuple(spec.calendar_features)
+        self._calendar_rows: deque[np.ndarray] = deque(maxlen=self.patch_len)  # [C] float32 per recent point
+        self._iso: deque[str] = deque(maxlen=capacity)  # `timestamps` as ISO text, for `to_state`
+        self._last: datetime | None = None  # newest timestamp as a datetime
+        self._anchor_loc = np.float32(0.0)
+        self._anchor_scale = np.float32(1.0)
+        width = 1 + 2 * len(self._features)
+        self._token_buffer = np.zeros((1, self.patch_len, width), dtype=np.float32)  # [1, P, 1 + C]
+        self._token = torch.from_numpy(self._token_buffer).view(1, self.patch_len * width)  # [1, F] view
+        self._reader = _LevelReader(self.residuals, spec.quantiles)
 
     # ---------------------------------------------------------------- properties
     @property
@@ -113,7 +134,9 @@ class StreamScorer:
 
     @property
     def last_timestamp(self) -> datetime | None:
-        return None if not self.timestamps else _to_datetime(self.timestamps[-1])
+        if self._last is None and self.timestamps:
+            self._last = _to_datetime(self.timestamps[-1])
+        return self._last
 
     def set_sensitivity(self, sensitivity: float) -> None:
         """Change the flag threshold, keeping the learnt residual scale."""
@@ -134,6 +157,10 @@ class StreamScorer:
         scored, events = self._score(timestamp, float(value))
         self.values.append(float(value))
         self.timestamps.append(np.datetime64(timestamp, "ns"))
+        self._last = _to_datetime(self.timestamps[-1])  # as stored (microsecond precision)
+        self._iso.append(to_iso(self._last))
+        if self._features:
+            self._calendar_rows.append(calendar_row(self._last, self._features))
         self.point_count += 1
         self._advance()
         return scored, events
@@ -151,12 +178,10 @@ class StreamScorer:
         if self.pending is None:
             empty = ScoredPoint(self.point_count, timestamp, value, None, None, None, None, False, None)
             return empty, []
-        levels = np.asarray(self.forecaster.spec.quantiles)  # [Q]
-        res = self.residuals.score(np.array([value]), self.pending[None, :], levels)  # [1] each
-        score = self.calibrator.update_and_score(float(res.magnitude[0]))
+        magnitude, signed, expected, lower, upper = self._reader.residual(value, self.pending)
+        direction = UP if signed >= 0 else DOWN
+        score = self.calibrator.update_and_score(magnitude)
         flagged = bool(score >= score_threshold(self.calibrator.alpha))
-        expected, lower, upper = float(res.expected[0]), float(res.lower[0]), float(res.upper[0])
-        direction = res.direction[0]
         events = self.policy.step(to_iso(timestamp), flagged, score, direction, value, expected, lower, upper)
         scored = ScoredPoint(
             index=self.point_count,
@@ -187,11 +212,16 @@ class StreamScorer:
         assert self.loc is not None and self.scale is not None
         patch = self.patch_len
         phase = (self.point_count - 1) % patch
-        recent = torch.tensor(list(self.values)[-patch:], dtype=torch.float32)[None, :]  # [1, P]
-        scaled = (recent - self.loc) / self.scale  # [1, P]
-        calendar = self._calendar(list(self.timestamps)[-patch:])  # [1, P, C] or None
-        token = self.forecaster.tokens(scaled, calendar)[:, 0]  # [1, 1, F] -> [1, F]
-        output, self.states[phase] = self.forecaster.network.step(token, self.states[phase])  # [1, H, Q]
+        buffer = self._token_buffer  # [1, P, 1 + C], viewed as the token [1, P * (1 + C)]
+        values = self.values
+        for offset in range(patch):  # oldest .. newest point of the patch; same float32 ops as `tokens`
+            raw = np.float32(values[offset - patch])
+            buffer[0, offset, 0] = (raw - self._anchor_loc) / self._anchor_scale
+        if self._features:
+            buffer[0, :, 1:] = self._calendar_rows  # [P, C]
+        output, self.states[phase] = self.forecaster.network.step(
+            self._token, self.states[phase]
+        )  # [1, H, Q]
         self.pending = self._unscale(output)
 
     def _anchor(self) -> None:
@@ -200,6 +230,7 @@ class StreamScorer:
         network.eval()
         history = torch.tensor(list(self.values), dtype=torch.float32)[None, :]  # [1, N]
         self.loc, self.scale = self.forecaster.spec.scaling.stats(history[:, -self.window :])  # [1, 1] each
+        self._set_anchor_scalars()
         scaled = (history - self.loc) / self.scale  # [1, N]
         calendar = self._calendar(list(self.timestamps))  # [1, N, C] or None
         newest_phase = (self.point_count - 1) % self.patch_len
@@ -226,17 +257,21 @@ class StreamScorer:
         encoded = self.forecaster.calendar(np.array(stamps, dtype="datetime64[ns]"))  # [N] -> [N, C]
         return torch.from_numpy(encoded)[None]  # [1, N, C]
 
+    def _set_anchor_scalars(self) -> None:
+        assert self.loc is not None and self.scale is not None
+        self._anchor_loc = np.float32(self.loc.item())
+        self._anchor_scale = np.float32(self.scale.item())
+
     def _unscale(self, output: torch.Tensor) -> np.ndarray:
         """Lead-1 quantiles in data units: [1, H, Q] -> [Q] float64 (same float32 ops as `predict`)."""
-        assert self.loc is not None and self.scale is not None
-        unscaled = output * self.scale.unsqueeze(-1) + self.loc.unsqueeze(-1)  # [1, H, Q] * [1, 1, 1] + ...
-        lead_one = unscaled[0, 0].numpy().astype(np.float64)  # [Q]
-        if not np.isfinite(lead_one).all():
+        lead_one = output[0, 0].numpy() * self._anchor_scale + self._anchor_loc  # [Q] float32
+        result = lead_one.astype(np.float64)
+        if not np.isfinite(result).all():
             raise InvalidInputError(
                 "the model produced a non-finite forecast; the stream's values are too large in magnitude "
                 "(or spread) for single-precision inference, so rescale them (e.g. to other units)"
             )
-        return lead_one
+        return result
 
     # ---------------------------------------------------------------- state
     def to_state(self) -> dict[str, Any]:
@@ -253,7 +288,7 @@ class StreamScorer:
             "point_count": self.point_count,
             "since_anchor": self.since_anchor,
             "values": list(self.values),
-            "timestamps": [to_iso(_to_datetime(stamp)) for stamp in self.timestamps],
+            "timestamps": list(self._iso),
             "anchor": None if self.loc is None else {"loc": float(self.loc), "scale": float(self.scale)},
             "hidden": [_hidden_to_json(state) for state in self.states],
             "pending": None if self.pending is None else self.pending.tolist(),
@@ -288,6 +323,7 @@ class StreamScorer:
         if state["anchor"] is not None:
             scorer.loc = torch.tensor([[state["anchor"]["loc"]]], dtype=torch.float32)
             scorer.scale = torch.tensor([[state["anchor"]["scale"]]], dtype=torch.float32)
+            scorer._set_anchor_scalars()
         scorer.states = [_hidden_from_json(item) for item in state["hidden"]]
         scorer.pending = None if state["pending"] is None else np.asarray(state["pending"], dtype=np.float64)
         scorer.calibrator = AdaptiveCalibrator.from_state(
@@ -318,6 +354,98 @@ class StreamScorer:
         self.point_count = int(state["point_count"])
         self.values.extend(float(value) for value in state["values"])
         self.timestamps.extend(np.datetime64(stamp, "ns") for stamp in state["timestamps"])
+        self._iso.extend(to_iso(_to_datetime(stamp)) for stamp in self.timestamps)
+        if self._features:
+            recent = list(self.timestamps)[-self.patch_len :]
+            self._calendar_rows.extend(calendar_row(_to_datetime(stamp), self._features) for stamp in recent)
+
+
+# -------------------------------------------------------------------- per-point helpers
+_TABLE_START = datetime(2024, 1, 1)  # a Monday of a leap year
+_TABLE_ROWS = {"hour_of_day": 24 * 60, "day_of_week": 7, "day_of_year": 366, "month_of_year": 12}
+
+
+@cache
+def _calendar_table(feature: str) -> np.ndarray:
+    """Every distinct encoding of one feature, computed by `calendar_matrix` itself: [K, 2] float32.
+
+    Rows: hour_of_day by minute of the day (the encoding reads hour + minute / 60), day_of_week by weekday
+    (Monday = 0), day_of_year by day - 1, month_of_year by month - 1.
+    """
+    if feature == "hour_of_day":
+        stamps = [_TABLE_START + timedelta(minutes=k) for k in range(_TABLE_ROWS[feature])]
+    elif feature in ("day_of_week", "day_of_year"):
+        stamps = [_TABLE_START + timedelta(days=k) for k in range(_TABLE_ROWS[feature])]
+    elif feature == "month_of_year":
+        stamps = [datetime(2024, month, 1) for month in range(1, 13)]
+    else:
+        raise ValueError(f"unknown calendar feature {feature!r}")
+    table = calendar_matrix(np.array(stamps, dtype="datetime64[ns]"), [feature])
+    table.setflags(write=False)
+    return table
+
+
+def calendar_row(stamp: datetime, features: tuple[str, ...]) -> np.ndarray:
+    """`calendar_matrix([stamp], features)[0]` by table look-up (bitwise identical, no pandas): [C] float32."""
+    parts = []
+    for feature in features:
+        if feature == "hour_of_day":
+            key = stamp.hour * 60 + stamp.minute
+        elif feature == "day_of_week":
+            key = stamp.weekday()
+        elif feature == "day_of_year":
+            key = stamp.timetuple().tm_yday - 1
+        elif feature == "month_of_year":
+            key = stamp.month - 1
+        else:
+            raise ValueError(f"unknown calendar feature {feature!r}")
+        parts.append(_calendar_table(feature)[key])
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+
+class _LevelReader:
+    """`SpreadResidualScorer.score` for one value and one sorted, finite quantile row, in scalar float64.
+
+    Reproduces `_interval_core` / `_signed_core` operation by operation (same IEEE double arithmetic), with
+    the levels validated once instead of per point.
+    """
+
+    def __init__(self, scorer: SpreadResidualScorer, quantile_levels: tuple[float, ...]) -> None:
+        levels = validate_levels(quantile_levels)
+        scorer._check_levels_cover(levels)
+        self.relative_floor = scorer.relative_floor
+        self.absolute_floor = scorer.absolute_floor
+        low, mid, high = scorer.levels
+        self.expected, self.lower, self.upper = (_level_reader(levels, level) for level in (mid, low, high))
+
+    def residual(self, value: float, quantiles: np.ndarray) -> tuple[float, float, float, float, float]:
+        """(magnitude, signed, expected, lower, upper) of `value` against `quantiles` [Q]."""
+        ordered = sorted(quantiles.tolist())  # the forecast is already sorted; kept for exactness
+        expected, lower, upper = (
+            _read(ordered, reader) for reader in (self.expected, self.lower, self.upper)
+        )
+        residual = value - expected
+        floor = max(self.relative_floor * (abs(expected) + (upper - lower)), self.absolute_floor)
+        spread = upper - expected if residual >= 0 else expected - lower
+        signed = residual / max(spread, floor)
+        return abs(signed), signed, expected, lower, upper
+
+
+def _level_reader(levels: np.ndarray, level: float) -> tuple[int, float | None]:
+    """(column, None) for an exact level, else (right neighbour, weight), as in `residuals._quantile_at`."""
+    exact = np.flatnonzero(np.abs(levels - level) <= 1e-9)
+    if exact.size:
+        return int(exact[0]), None
+    right = int(np.searchsorted(levels, level))
+    weight = (level - levels[right - 1]) / (levels[right] - levels[right - 1])
+    return right, float(weight)
+
+
+def _read(ordered: list[float], reader: tuple[int, float | None]) -> float:
+    column, weight = reader
+    if weight is None:
+        return ordered[column]
+    return (1.0 - weight) * ordered[column - 1] + weight * ordered[column]
 
 
 def _to_datetime(stamp: np.datetime64) -> datetime:

@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -28,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from app.anomaly import AlarmEvent, Episode
 from app.anomaly.sensitivity import DEFAULT_SENSITIVITY, validate_sensitivity
-from app.errors import ConflictError, InvalidInputError, NotFoundError
+from app.errors import ConflictError, InvalidInputError, NotFoundError, TswatchError
 from app.registry.database import Base, Database, utc_now
 from app.serving.pool import ModelPool, ServedModel
 from app.streams.scoring import ScoredPoint, StreamScorer
@@ -78,6 +79,26 @@ class AppendResult:
 
 
 @dataclass(frozen=True)
+class StagedAppend:
+    """Scored points of one stream about to be stored: what transaction hooks (the webhook outbox) see."""
+
+    stream_id: str
+    model_name: str
+    model_version: int
+    points: list[ScoredPoint]
+    events: list[AlarmEvent]
+    row: StreamRow = field(repr=False)
+    scorer: StreamScorer = field(repr=False)
+    state: str = field(repr=False)
+
+
+# Called inside the transaction that stores a stream's points and alarm changes (the outbox writes here).
+AlarmSink = Callable[[Session, StagedAppend], None]
+# Called once inside a multi-stream append's transaction, after every stream is written.
+TransactionHook = Callable[[Session, list[StagedAppend]], None]
+
+
+@dataclass(frozen=True)
 class _Loaded:
     row: StreamRow
     open_episode: EpisodeInfo | None
@@ -91,6 +112,7 @@ class StreamService:
         Base.metadata.create_all(database.engine, tables=tables)  # type: ignore[arg-type]
         self._locks: dict[str, asyncio.Lock] = {}
         self._scorers: OrderedDict[str, tuple[int, StreamScorer]] = OrderedDict()  # id -> (revision, scorer)
+        self.alarm_sink: AlarmSink | None = None
 
     # ---------------------------------------------------------------- configuration
     async def upsert(
@@ -175,7 +197,8 @@ class StreamService:
             cached = self._scorers.pop(stream_id, None)
             scored, events, scorer = await self.pool.infer(self._score, row, served, cached, list(points))
             state = json.dumps(scorer.to_state())
-            revision = await self.pool.run(self._persist, row, scorer, state, scored, events, served.version)
+            staged = StagedAppend(stream_id, served.name, served.version, scored, events, row, scorer, state)
+            revision = await self.pool.run(self._persist, staged)
             self._remember(stream_id, revision, scorer)
         stream = await self.get(stream_id)
         changes = [(event.kind, _event_info(event.episode)) for event in events]
@@ -218,33 +241,76 @@ class StreamService:
         scorer.set_sensitivity(row.sensitivity)
         return scorer
 
-    def _persist(
+    async def append_many(
         self,
-        loaded: StreamRow,
-        scorer: StreamScorer,
-        state: str,
-        scored: list[ScoredPoint],
-        events: list[AlarmEvent],
-        model_version: int,
-    ) -> int:
+        batches: Sequence[tuple[str, Sequence[tuple[datetime, float]]]],
+        in_transaction: TransactionHook | None = None,
+    ) -> list[AppendResult]:
+        """Append to several streams in ONE transaction: every point of every stream is stored, or none.
+
+        Each stream's points are validated and scored like `append`; `in_transaction` runs inside the
+        transaction after all streams are written (e.g. to record an idempotency key with the response)."""
+        ids = [stream_id for stream_id, _ in batches]
+        if len(set(ids)) != len(ids):
+            raise InvalidInputError("each stream may appear once per batch", fields={"field": "points"})
+        async with AsyncExitStack() as stack:
+            for stream_id in sorted(ids):  # one global order: no deadlock between concurrent batches
+                await stack.enter_async_context(self._lock(stream_id))
+            staged = [await self._stage(stream_id, points) for stream_id, points in batches]
+            revisions = await self.pool.run(self._persist_many, staged, in_transaction)
+            for item, revision in zip(staged, revisions, strict=True):
+                self._remember(item.stream_id, revision, item.scorer)
+        results = []
+        for item in staged:
+            changes = [(event.kind, _event_info(event.episode)) for event in item.events]
+            info = await self.get(item.stream_id)
+            results.append(AppendResult(info, item.model_name, item.model_version, item.points, changes))
+        return results
+
+    async def _stage(self, stream_id: str, points: Sequence[tuple[datetime, float]]) -> StagedAppend:
+        try:
+            row = (await self.pool.run(self._load, stream_id)).row
+            check_points(points, row.last_timestamp)
+        except TswatchError as error:
+            raise type(error)(f"stream {stream_id!r}: {error.detail}", fields=error.fields) from error
+        served = await self.pool.get(row.model_name, version=row.pinned_version, alias=row.alias)
+        cached = self._scorers.pop(stream_id, None)
+        scored, events, scorer = await self.pool.infer(self._score, row, served, cached, list(points))
+        state = json.dumps(scorer.to_state())
+        return StagedAppend(stream_id, served.name, served.version, scored, events, row, scorer, state)
+
+    def _persist_many(self, staged: list[StagedAppend], in_transaction: TransactionHook | None) -> list[int]:
         with self.database.session() as session:
-            row = session.get(StreamRow, loaded.id)
-            if row is None or row.revision != loaded.revision:
-                raise ConflictError(
-                    f"stream {loaded.id!r} changed while these points were scored (deleted, reconfigured or "
-                    "written by another process); nothing was stored, send the points again"
-                )
-            session.add_all(_point_row(loaded.id, point, model_version) for point in scored)
-            for event in events:
-                _apply_event(session, loaded.id, event)
-            _refresh_open_episode(session, loaded.id, scorer.policy.open_episode)
-            row.state = state
-            row.state_model_version = scorer.model_version
-            row.point_count = scorer.point_count
-            row.last_timestamp = scorer.last_timestamp
-            row.updated_at = utc_now()
-            row.revision += 1
-            return row.revision
+            revisions = [self._write(session, item) for item in staged]
+            if in_transaction is not None:
+                in_transaction(session, staged)
+            return revisions
+
+    def _persist(self, staged: StagedAppend) -> int:
+        with self.database.session() as session:
+            return self._write(session, staged)
+
+    def _write(self, session: Session, staged: StagedAppend) -> int:
+        loaded, scorer, scored = staged.row, staged.scorer, staged.points
+        row = session.get(StreamRow, loaded.id)
+        if row is None or row.revision != loaded.revision:
+            raise ConflictError(
+                f"stream {loaded.id!r} changed while these points were scored (deleted, reconfigured or "
+                "written by another process); nothing was stored, send the points again"
+            )
+        session.add_all(_point_row(loaded.id, point, staged.model_version) for point in scored)
+        for event in staged.events:
+            _apply_event(session, loaded.id, event)
+        _refresh_open_episode(session, loaded.id, scorer.policy.open_episode)
+        row.state = staged.state
+        row.state_model_version = scorer.model_version
+        row.point_count = scorer.point_count
+        row.last_timestamp = scorer.last_timestamp
+        row.updated_at = utc_now()
+        row.revision += 1
+        if self.alarm_sink is not None:
+            self.alarm_sink(session, staged)
+        return row.revision
 
     # ---------------------------------------------------------------- helpers
     def _load(self, stream_id: str) -> _Loaded:

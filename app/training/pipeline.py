@@ -23,6 +23,7 @@ from app.training.config import TrainingConfig
 from app.training.data import DataValidationError, PreparedData, detect_season, load_training_data
 from app.training.dataset import WindowDataset
 from app.training.evaluation import Predictions, calibrate_intervals, predict_origins, test_metrics
+from app.training.report import report_data
 from app.training.trainer import TrainingHistory, TrainingProgress, fit
 
 MIN_SPLIT_WINDOWS = 1
@@ -179,15 +180,16 @@ def train_model(
     validation = predict_origins(forecaster, dataset, dataset.origins("val"))
     interval_offsets = calibrate_intervals(forecaster, validation)
     validation = predict_origins(forecaster, dataset, dataset.origins("val"))
-    metrics = test_metrics(
-        forecaster, dataset, predict_origins(forecaster, dataset, dataset.origins("test")), season
-    )
+    test = predict_origins(forecaster, dataset, dataset.origins("test"))
+    metrics = test_metrics(forecaster, dataset, test, season)
+    calibration = _anomaly_calibration(forecaster.spec, dataset, validation)
     extras = {
         "source": source,
         "season": season,
         "interval_calibration": interval_offsets,
-        "anomaly": {"calibration": _anomaly_calibration(forecaster.spec, dataset, validation)},
+        "anomaly": {"calibration": calibration},
         "residuals": _residual_summary(validation, forecaster.spec.median_index),
+        "report": report_data(forecaster.spec, dataset, data, test, validation, calibration),
     }
     manifest = _manifest(forecaster.spec, config, data, history, metrics, extras)
     summary = {"metrics": metrics["model"], "baselines": metrics["baselines"], "frequency": data.frequency}

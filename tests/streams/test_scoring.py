@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from app.anomaly import CalibrationSet
+from app.anomaly import CalibrationSet, SpreadResidualScorer
+from app.forecasting.calendar import calendar_matrix
 from app.forecasting.forecaster import Forecaster
+from app.forecasting.quantiles import DEFAULT_QUANTILES
 from app.registry.factory import open_registry
 from app.settings import Settings
-from app.streams.scoring import StreamScorer
+from app.streams.scoring import StreamScorer, _LevelReader, calendar_row
 
 from .helpers import hourly_series, normal_calibrator, random_forecaster
 
@@ -130,3 +132,34 @@ def test_new_model_version_rebuilds_from_history() -> None:
     np.testing.assert_allclose(rebuilt.pending, reference(new, stamps, values, 59), atol=1e-5)
     point, _ = rebuilt.append(stamps[-1] + timedelta(hours=1), 10.0)
     assert point.score is not None and point.index == 60
+
+
+def test_calendar_row_is_bitwise_calendar_matrix() -> None:
+    rng = np.random.default_rng(0)
+    features = ("hour_of_day", "day_of_week", "day_of_year", "month_of_year")
+    seconds = rng.integers(0, 40 * 365 * 86_400, 5000)
+    stamps = [datetime(1990, 1, 1) + timedelta(seconds=int(s), microseconds=int(s % 997)) for s in seconds]
+    expected = calendar_matrix(np.array(stamps, dtype="datetime64[ns]"), list(features))  # [N, 8]
+    rows = np.stack([calendar_row(stamp, features) for stamp in stamps])
+    assert rows.dtype == np.float32 and np.array_equal(rows.view(np.uint32), expected.view(np.uint32))
+    assert calendar_row(stamps[0], ()).shape == (0,)
+
+
+@pytest.mark.parametrize("levels", [DEFAULT_QUANTILES, (0.05, 0.25, 0.5, 0.75, 0.95), (0.02, 0.3, 0.5, 0.98)])
+def test_scalar_residual_equals_spread_residual_scorer(levels: tuple[float, ...]) -> None:
+    scorer = SpreadResidualScorer()
+    reader = _LevelReader(scorer, levels)
+    rng = np.random.default_rng(1)
+    for _ in range(2000):
+        quantiles = np.sort(rng.normal(0, 1, len(levels)) * rng.choice([1e-9, 1.0, 1e4]))
+        value = float(rng.normal(quantiles[len(levels) // 2], rng.choice([0.0, 0.5, 5.0])))
+        batch = scorer.score(np.array([value]), quantiles[None, :], np.asarray(levels))
+        magnitude, signed, expected, lower, upper = reader.residual(value, quantiles)
+        assert (magnitude, signed, expected, lower, upper) == (
+            float(batch.magnitude[0]),
+            float(batch.signed[0]),
+            float(batch.expected[0]),
+            float(batch.lower[0]),
+            float(batch.upper[0]),
+        )
+        assert ("up" if signed >= 0 else "down") == batch.direction[0]
