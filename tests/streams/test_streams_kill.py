@@ -1,0 +1,133 @@
+"""Streams through real `tswatch serve` processes: kill -9 right after an acknowledged append, restart on the
+same registry, and check that no acknowledged point is lost and that scoring continues exactly as in a
+reference server (a second copy of the registry) that was never killed."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from .helpers import hourly_series
+
+pytestmark = pytest.mark.slow
+
+POINTS = 170
+SPIKE = 100  # index of the +60 spike (noise sd 0.3, daily amplitude 3)
+BEFORE_KILL = [(0, 30), (30, 60), (60, 90), (90, SPIKE + 2)]  # the last batch ends one point after the spike
+AFTER_KILL = [(SPIKE + 2, 130), (130, 150), (150, POINTS)]
+
+
+def series() -> tuple[list[datetime], list[float]]:
+    stamps, values = hourly_series(POINTS, seed=7)
+    values[SPIKE] += 60.0
+    return stamps, [float(value) for value in values]
+
+
+def iso(stamp: datetime) -> str:
+    return stamp.isoformat() + "Z"
+
+
+def body(start: int, end: int) -> dict[str, Any]:
+    stamps, values = series()
+    return {"points": [{"timestamp": iso(stamps[i]), "value": values[i]} for i in range(start, end)]}
+
+
+def post(client: httpx.Client, payload: dict[str, Any]) -> dict[str, Any]:
+    reply = client.post("/v1/streams/s1/points", json=payload)
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+def create(client: httpx.Client) -> None:
+    # 0.7: the tiny model's calibration sample is small (top score 1 - 1/131), too coarse for the default 0.5
+    reply = client.put("/v1/streams/s1", json={"model": "tiny", "sensitivity": 0.7})
+    assert reply.status_code == 201, reply.text
+
+
+def test_kill_9_loses_no_acknowledged_point_and_scores_continue_identically(
+    models_dir: Path, tmp_path: Path, server_factory: Callable[..., Any]
+) -> None:
+    reference_dir = tmp_path / "reference-models"
+    shutil.copytree(models_dir, reference_dir)
+    stamps, values = series()
+    victim = server_factory(models_dir)
+    reference = server_factory(reference_dir)
+    with victim.client() as client, reference.client() as ref:
+        create(client)
+        create(ref)
+        acknowledged: list[dict[str, Any]] = []
+        for start, end in BEFORE_KILL:
+            reply = post(client, body(start, end))
+            acknowledged.extend(reply["points"])
+            assert reply["points"] == post(ref, body(start, end))["points"]  # same model, same scores
+        assert victim.stop(signal.SIGKILL) == -signal.SIGKILL  # right after the acknowledged reply
+
+    assert [point["index"] for point in acknowledged] == list(range(SPIKE + 2))
+    spike = acknowledged[SPIKE]
+    assert spike["is_anomaly"] and spike["direction"] == "up" and spike["score"] > 0.99
+    assert all(point["score"] is None for point in acknowledged[:24])
+
+    restarted = server_factory(models_dir)
+    with restarted.client() as client, reference.client() as ref:
+        info = client.get("/v1/streams/s1").json()
+        assert info["point_count"] == SPIKE + 2 == len(acknowledged)
+        assert datetime.fromisoformat(info["last_timestamp"]) == datetime.fromisoformat(
+            iso(stamps[SPIKE + 1])
+        )
+        alarm = info["open_alarm"]  # resolve_after = 3 clean points: still open one point after the spike
+        assert alarm is not None and alarm["direction"] == "up"
+        assert datetime.fromisoformat(alarm["opened_at"]) == datetime.fromisoformat(iso(stamps[SPIKE]))
+        assert alarm == ref.get("/v1/streams/s1").json()["open_alarm"]
+
+        # refused writes change nothing (not even updated_at)
+        last = {"timestamp": iso(stamps[SPIKE + 1]), "value": values[SPIKE + 1]}
+        older = {"timestamp": iso(stamps[50]), "value": 1.0}
+        nxt, after = body(SPIKE + 2, SPIKE + 4)["points"]
+        refused = {
+            "duplicate of the last stored point": ({"points": [last]}, 409),
+            "before the last stored point": ({"points": [older]}, 409),
+            "overlapping the stored points": ({"points": [last, nxt]}, 409),
+            "duplicate inside the batch": ({"points": [nxt, nxt]}, 422),
+            "out of order inside the batch": ({"points": [after, nxt]}, 422),
+        }
+        for case, (payload, status) in refused.items():
+            reply = client.post("/v1/streams/s1/points", json=payload)
+            assert reply.status_code == status, (case, reply.status_code, reply.text)
+            assert "nothing was stored" in reply.json()["detail"], case
+        assert client.get("/v1/streams/s1").json() == info
+
+        # the next points score exactly as on the server that was never killed
+        continued: list[dict[str, Any]] = []
+        for start, end in AFTER_KILL:
+            reply = post(client, body(start, end))
+            expected = post(ref, body(start, end))
+            assert reply["points"] == expected["points"]
+            assert reply["events"] == expected["events"]
+            continued.extend(reply["points"])
+        assert [point["index"] for point in continued] == list(range(SPIKE + 2, POINTS))
+        assert all(point["score"] is not None for point in continued)
+
+        info = client.get("/v1/streams/s1").json()
+        assert info["point_count"] == POINTS and info["open_alarm"] is None
+        episodes = client.get("/v1/streams/s1/anomalies", params={"since": iso(stamps[SPIKE])}).json()
+        assert episodes == ref.get("/v1/streams/s1/anomalies", params={"since": iso(stamps[SPIKE])}).json()
+        opened = datetime.fromisoformat(iso(stamps[SPIKE]))
+        spike_episode = [ep for ep in episodes if datetime.fromisoformat(ep["opened_at"]) == opened]
+        assert len(spike_episode) == 1
+        episode = spike_episode[0]
+        assert datetime.fromisoformat(episode["peak_timestamp"]) == opened
+        assert episode["direction"] == "up" and episode["peak_value"] == values[SPIKE]
+        assert episode["resolved_at"] is not None and episode["n_flagged"] >= 1
+        resolved = datetime.fromisoformat(episode["resolved_at"])
+        assert resolved > datetime.fromisoformat(iso(stamps[SPIKE + 1]))  # resolved after the restart
+        assert resolved <= datetime.fromisoformat(info["last_timestamp"])
+        after_resolution = (resolved + timedelta(hours=1)).isoformat()
+        later = client.get("/v1/streams/s1/anomalies", params={"since": after_resolution}).json()
+        assert all(datetime.fromisoformat(ep["opened_at"]) != opened for ep in later)
