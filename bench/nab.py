@@ -1,0 +1,227 @@
+"""Our detector on a NAB-layout corpus under NAB's rules, scored with app/evaluation/nab.py.
+
+Rules: each file is seen once, in time order. Only the probationary rows (first 15 %, at most 750) are used to
+fit the model; every row's score uses only that row and earlier ones; one configuration for every file.
+
+Detector (one configuration, `DetectorConfig`):
+1. A small GRU (app.forecasting, trained with app.training.trainer.fit on the probationary rows only) forecasts
+   quantiles of the next first difference from a window of clipped, globally scaled differences plus
+   time-of-day / day-of-week inputs. The model is frozen after probation, so forecasts for all later rows are
+   computed in one causal batch (row t only sees rows < t).
+2. `SpreadResidualScorer` turns the one-step residual into a magnitude (spread floored at the robust scale of
+   the probationary differences, so integer-valued series with many zero changes do not explode).
+3. A second, model-free raw score: the distance of each value from the median of the 1000 values before it
+   (level changes that stay inside the range, which a difference forecaster absorbs after one row).
+4. `AnomalyLikelihood` (app.anomaly.postprocess), per raw score: rank among recent raw scores, short-term
+   mean of the ranks, Gaussian tail against the long-run distribution of that mean, on a log scale; the
+   larger of the two channels counts.
+5. `RangeBreak` (value outside the widened range of all earlier values) scores 1.
+6. `RunSuppressor` keeps only the first row of a run of very unlikely rows.
+
+    python bench/nab.py [--data ../shared/data/nab/data] [--labels .../combined_windows.json] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from app.anomaly.postprocess import AnomalyLikelihood, RangeBreak, RunSuppressor
+from app.anomaly.residuals import SpreadResidualScorer
+from app.evaluation.nab import (
+    CorpusReport,
+    align_results,
+    evaluate_corpus,
+    load_corpus,
+    load_results,
+    load_windows,
+    probation_rows,
+)
+from app.forecasting.forecaster import Forecaster, ForecasterSpec
+from app.forecasting.network import NetworkConfig
+from app.forecasting.scaling import Scaling
+from app.forecasting.windows import SplitBounds
+from app.training.config import TrainingConfig
+from app.training.dataset import WindowDataset
+from app.training.trainer import fit
+
+NAB_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "nab"
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "results" / "nab"
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    window: int = 32
+    horizon: int = 1
+    hidden: int = 32
+    epochs: int = 40
+    patience: int = 6
+    lr: float = 3e-3
+    batch_size: int = 64
+    val_fraction: float = 0.2  # of the probationary rows, for early stopping
+    clip_sigmas: float = 6.0  # input differences are clipped at this many robust standard deviations
+    spread_floor: float = 1.0  # forecast spread floor, in robust standard deviations of the differences
+    level_window: int = 1000  # rows whose median is the reference level of the level-deviation channel
+    history: int = 1000  # raw scores a magnitude is ranked against
+    smoothing: int = 10  # ranks in the short-term mean
+    stats_history: int = 2000  # short-term means the current one is compared with
+    decades: float = 10.0
+    range_margin: float = 0.05
+    run_level: float = 0.3  # score of a "very unlikely" row: p = 1e-3 with decades = 10
+    cooldown: int = 100
+    damping: float = 0.0
+    seed: int = 0
+
+
+def calendar_for(timestamps: pd.DatetimeIndex) -> list[str]:
+    step = float(np.median(np.diff(timestamps.values).astype("timedelta64[s]").astype(np.float64)))
+    if step < 86_400:
+        return ["hour_of_day", "day_of_week"]
+    return ["day_of_week"]
+
+
+def robust_scale(values: np.ndarray) -> float:
+    mad = 1.4826 * float(np.median(np.abs(values - np.median(values))))
+    return max(mad, 0.1 * float(values.std()), 1e-9)
+
+
+def forecast_differences(
+    values: np.ndarray, timestamps: pd.DatetimeIndex, probation: int, config: DetectorConfig
+) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+    """First differences [N] and the quantile forecasts of the next `horizon` differences from each origin:
+    [N, H, Q], row o forecasting differences o .. o + H - 1 from rows < o (NaN where no forecast exists)."""
+    diffs = np.diff(values, prepend=values[0])
+    bound = config.clip_sigmas * robust_scale(diffs[1:probation])
+    clipped = np.clip(diffs, -bound, bound).astype(np.float32)
+    features = calendar_for(timestamps[:probation])  # sampling interval from probationary rows only
+    val_rows = max(int(probation * config.val_fraction), 16)
+    # short files: shrink the input window so that at least ~2/3 of the training rows are forecast origins
+    window = max(4, min(config.window, (probation - val_rows) // 3))
+    train_config = TrainingConfig(
+        window=window, horizon=config.horizon, hidden=config.hidden, layers=1, dropout=0.0,
+        epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, patience=config.patience,
+        seed=config.seed,
+    )  # fmt: skip
+    bounds = SplitBounds(train_end=probation - val_rows, val_end=probation, length=len(values))
+    stamps = timestamps.values
+    dataset = WindowDataset.build([("s", clipped, stamps)], [bounds], window, config.horizon, features)
+    spec = ForecasterSpec(
+        window=window,
+        horizon=config.horizon,
+        frequency="auto",
+        scaling=Scaling.fit("global", torch.from_numpy(clipped[1:probation])),
+        network=NetworkConfig("gru", 1, config.hidden, 1, config.horizon, len(train_config.quantiles)),
+        quantiles=train_config.quantiles,
+        calendar_features=tuple(features),
+    )
+    forecaster = Forecaster.create(spec, seed=config.seed)
+    fit(forecaster, dataset, train_config)
+    predicted = forecaster.predict_rolling(clipped[:-1], stamps[:-1])  # row i: origin W + i
+    quantiles = np.full((len(values), config.horizon, len(spec.quantiles)), np.nan)
+    quantiles[window:] = predicted
+    return diffs, quantiles, spec.quantiles
+
+
+def detect(values: np.ndarray, timestamps: pd.DatetimeIndex, config: DetectorConfig) -> np.ndarray:
+    """Anomaly score in [0, 1] per row (0 during probation)."""
+    n = len(values)
+    probation = probation_rows(n)
+    diffs, quantiles, levels = forecast_differences(values, timestamps, probation, config)
+    floor = config.spread_floor * robust_scale(diffs[1:probation])
+    scorer = SpreadResidualScorer(absolute_floor=floor)
+    magnitude = scorer.score(diffs, quantiles[:, 0, :], levels).magnitude  # [N], NaN without a forecast
+
+    # distance of each value from the median of the `level_window` values before it (NaN for the first rows)
+    reference = pd.Series(values).shift(1).rolling(config.level_window, min_periods=50).median().to_numpy()
+    deviation = np.abs(values - reference)
+
+    channels = []
+    for raw in (magnitude, deviation):
+        likelihood = AnomalyLikelihood(config.history, config.smoothing, config.stats_history, config.decades)
+        likelihood.warm_up(raw[:probation])
+        channels.append(likelihood.score(raw[probation:]))
+    combined = np.maximum(*channels)
+
+    breaker = RangeBreak(config.range_margin)
+    breaker.warm_up(values[:probation])
+    combined = np.maximum(combined, breaker.score(values[probation:]))
+
+    suppressor = RunSuppressor(config.run_level, config.cooldown, config.damping)
+    scores = np.zeros(n)
+    scores[probation:] = suppressor.apply(combined)
+    return scores
+
+
+def run_corpus(data_dir: Path, out_dir: Path, config: DetectorConfig, verbose: bool) -> float:
+    started = time.perf_counter()
+    files = sorted(data_dir.glob("*/*.csv"))
+    if not files:
+        raise SystemExit(f"no <category>/<file>.csv files under {data_dir}")
+    for path in files:
+        file_start = time.perf_counter()
+        frame = pd.read_csv(path)
+        timestamps = pd.DatetimeIndex(pd.to_datetime(frame["timestamp"]))
+        values = frame["value"].to_numpy(dtype=np.float64)
+        scores = detect(values, timestamps, config)
+        target = out_dir / path.parent.name / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(
+            {"timestamp": frame["timestamp"], "value": frame["value"], "anomaly_score": scores}
+        ).to_csv(target, index=False)
+        if verbose:
+            print(
+                f"  {path.parent.name}/{path.name}: {len(values)} rows, {time.perf_counter() - file_start:.1f}s"
+            )
+    return time.perf_counter() - started
+
+
+def score_corpus(data_dir: Path, labels: Path, out_dir: Path) -> CorpusReport:
+    windows = load_windows(labels)
+    corpus = load_corpus(data_dir)
+    results = align_results(load_results(out_dir), corpus)
+    return evaluate_corpus(results, {name: windows.get(name, []) for name in corpus})
+
+
+def print_report(report: CorpusReport, seconds: float) -> None:
+    print(f"\n{report.n_files} files, {report.n_windows} windows, detector run {seconds:.0f}s")
+    print(f"{'profile':<20} {'score':>7} {'threshold':>10} {'detected':>9}")
+    for name, profile in report.profiles.items():
+        detected = sum(f.windows_detected for f in profile.files.values())
+        print(
+            f"{name:<20} {profile.normalized_score:>7.1f} {profile.threshold:>10.4f} {detected:>5}/{report.n_windows}"
+        )
+    pa = report.point_adjusted
+    print(f"point-adjusted (standard threshold): P={pa.precision:.3f} R={pa.recall:.3f} F1={pa.f1:.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, default=NAB_ROOT / "data")
+    parser.add_argument("--labels", type=Path, default=NAB_ROOT / "labels" / "combined_windows.json")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--score-only", action="store_true", help="score existing results in --out")
+    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override DetectorConfig")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    config = DetectorConfig()
+    for item in args.set:
+        key, _, raw = item.partition("=")
+        config = replace(config, **{key: type(getattr(config, key))(raw)})
+    seconds = 0.0
+    if not args.score_only:
+        seconds = run_corpus(args.data, args.out, config, verbose=not args.quiet)
+    print_report(score_corpus(args.data, args.labels, args.out), seconds)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""Inbound `POST /v1/hooks/points` on a real `tswatch serve`: Standard Webhooks signatures (with rotation),
+401 with nothing stored on any failure, idempotency by webhook-id (also concurrent), API-key auth, and
+all-or-nothing batches across streams."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.webhooks.signing import generate_secret, signed_headers
+
+from .helpers import AUTH, server_env, spiked_points
+
+pytestmark = pytest.mark.slow
+
+
+def cli_json(run_cli, models_dir: Path, *args: str) -> dict:
+    result = run_cli(models_dir, *args, "--json", timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def hook_body(streams: dict[str, list[dict]]) -> bytes:
+    """Points of several streams, interleaved (request order is kept per stream)."""
+    points = []
+    longest = max(len(items) for items in streams.values())
+    for index in range(longest):
+        for stream, items in streams.items():
+            if index < len(items):
+                points.append({"stream": stream, **items[index]})
+    return json.dumps({"points": points}).encode()
+
+
+def signed(secret: str, msg_id: str, body: bytes, now: float | None = None) -> dict[str, str]:
+    return {"Content-Type": "application/json", **signed_headers(secret, msg_id, body, now=now)}
+
+
+def point_counts(client: httpx.Client, *streams: str) -> list[int]:
+    return [client.get(f"/v1/streams/{stream}", headers=AUTH).json()["point_count"] for stream in streams]
+
+
+@pytest.fixture
+def setup(models_dir: Path, server_factory, run_cli):
+    with ThreadPoolExecutor(2) as pool:  # two active secrets (rotation); each CLI process pays the imports
+        secret, second = pool.map(
+            lambda name: cli_json(run_cli, models_dir, "hooks", "secret", "create", "--name", name),
+            ("sender", "next"),
+        )
+    assert secret["secret"].startswith("whsec_") and secret["active"] is True
+    secret["next"] = second
+    server = server_factory(models_dir, **server_env())
+    with server.client() as client:
+        for stream in ("a", "b"):
+            reply = client.put(
+                f"/v1/streams/{stream}", json={"model": "tiny", "sensitivity": 0.7}, headers=AUTH
+            )
+            assert reply.status_code == 201, reply.text
+        yield server, client, secret
+    assert "Traceback" not in server.log()
+
+
+def test_signed_batch_is_scored_in_order_and_bad_signatures_store_nothing(setup, run_cli, models_dir) -> None:
+    _server, client, created = setup
+    secret = created["secret"]
+    body = hook_body({"a": spiked_points(30, spike_at=-1), "b": spiked_points(30, spike_at=-1, seed=1)})
+
+    # Every failure answers 401 (problem+json) and stores nothing.
+    other = generate_secret()
+    old = time.time() - 6 * 60
+    tampered = body.replace(b'"value": 1', b'"value": 2', 1)
+    assert tampered != body
+    cases = {
+        "no headers, no key": {"Content-Type": "application/json"},
+        "missing signature": {
+            k: v for k, v in signed(secret, "msg_1", body).items() if k != "webhook-signature"
+        },
+        "wrong secret": signed(other, "msg_2", body),
+        "timestamp 6 min old": signed(secret, "msg_3", body, now=old),
+        "timestamp 6 min ahead": signed(secret, "msg_4", body, now=time.time() + 6 * 60),
+        "garbage signature": {**signed(secret, "msg_5", body), "webhook-signature": "v1,AAAA"},
+    }
+    for label, headers in cases.items():
+        reply = client.post("/v1/hooks/points", content=body, headers=headers)
+        assert reply.status_code == 401, (label, reply.text)
+        assert reply.headers["content-type"] == "application/problem+json"
+    # A changed byte, in the body or in a header covered by the signature.
+    headers = signed(secret, "msg_6", body)
+    assert client.post("/v1/hooks/points", content=tampered, headers=headers).status_code == 401
+    assert client.post("/v1/hooks/points", content=body + b" ", headers=headers).status_code == 401
+    bad_id = {**headers, "webhook-id": "msg_7"}
+    assert client.post("/v1/hooks/points", content=body, headers=bad_id).status_code == 401
+    assert point_counts(client, "a", "b") == [0, 0]
+
+    # Correctly signed: 200, one scored entry per point in request order, both streams stored.
+    reply = client.post("/v1/hooks/points", content=body, headers=signed(secret, "msg_ok", body))
+    assert reply.status_code == 200, reply.text
+    data = reply.json()
+    sent = json.loads(body)["points"]
+    assert [(p["stream"], p["value"]) for p in data["points"]] == [(p["stream"], p["value"]) for p in sent]
+    assert [p["index"] for p in data["points"] if p["stream"] == "a"] == list(range(30))
+    assert data["points"][-1]["score"] is not None
+    assert [s["stream"] for s in data["streams"]] == ["a", "b"]
+    assert data["streams"][0]["model"] == {"name": "tiny", "version": 1}
+    assert point_counts(client, "a", "b") == [30, 30]
+
+    # Rotation: a second active secret works too; a revoked one is refused at once.
+    second = created["next"]
+    more = hook_body({"a": spiked_points(2, spike_at=-1, offset=30)})
+    ok = client.post("/v1/hooks/points", content=more, headers=signed(second["secret"], "msg_rot", more))
+    assert ok.status_code == 200, ok.text
+    revoked = cli_json(run_cli, models_dir, "hooks", "secret", "revoke", created["id"])
+    assert revoked["active"] is False and revoked["revoked_at"]
+    listed = cli_json(run_cli, models_dir, "hooks", "secret", "list")
+    assert [item["id"] for item in listed] == [second["id"]] and "secret" not in listed[0]
+    later = hook_body({"a": spiked_points(1, spike_at=-1, offset=32)})
+    assert (
+        client.post("/v1/hooks/points", content=later, headers=signed(secret, "msg_r2", later)).status_code
+        == 401
+    )
+    assert point_counts(client, "a", "b") == [32, 30]
+
+
+def test_duplicate_ids_are_processed_once_even_concurrently(setup) -> None:
+    server, client, created = setup
+    secret = created["secret"]
+    body = hook_body({"a": spiked_points(60, spike_at=40)})
+    headers = signed(secret, "msg_dup", body)
+    first = client.post("/v1/hooks/points", content=body, headers=headers)
+    assert first.status_code == 200, first.text
+    assert [e["kind"] for e in first.json()["streams"][0]["events"]][:1] == ["opened"]
+    # Delivered again later (fresh timestamp and signature, same id): same answer, nothing processed.
+    time.sleep(1.1)
+    again = client.post("/v1/hooks/points", content=body, headers=signed(secret, "msg_dup", body))
+    assert again.status_code == 200 and again.json() == first.json()
+    assert again.headers.get("webhook-replayed") == "true"
+    assert point_counts(client, "a") == [60]
+    assert len(client.get("/v1/streams/a/anomalies", headers=AUTH).json()) == 1
+
+    # Eight concurrent deliveries of a new id: all 2xx with the same body, processed once (one alarm).
+    body = hook_body({"b": spiked_points(60, spike_at=40, seed=3)})
+    headers = signed(secret, "msg_race", body)
+
+    def send(_: int) -> httpx.Response:
+        with httpx.Client(base_url=server.base_url, timeout=60) as racer:
+            return racer.post("/v1/hooks/points", content=body, headers=headers)
+
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(send, range(8)))
+    assert [r.status_code for r in replies] == [200] * 8, [r.text for r in replies]
+    assert len({r.text for r in replies}) == 1
+    assert sum(r.headers.get("webhook-replayed") == "true" for r in replies) == 7
+    assert point_counts(client, "b") == [60]
+    assert len(client.get("/v1/streams/b/anomalies", headers=AUTH).json()) == 1
+
+
+def test_api_key_auth_and_all_or_nothing_batches(setup, run_cli, models_dir) -> None:
+    _server, client, _ = setup
+    with ThreadPoolExecutor(2) as pool:
+        write, read = (
+            created["key"]
+            for created in pool.map(
+                lambda role: cli_json(run_cli, models_dir, "keys", "create", "--role", role),
+                ("write", "read"),
+            )
+        )
+    body = hook_body({"a": spiked_points(30, spike_at=-1), "b": spiked_points(30, spike_at=-1)})
+    json_type = {"Content-Type": "application/json"}
+    denied = client.post(
+        "/v1/hooks/points", content=body, headers={**json_type, "Authorization": f"Bearer {read}"}
+    )
+    assert denied.status_code == 403
+    unknown = client.post(
+        "/v1/hooks/points", content=body, headers={**json_type, "Authorization": "Bearer tsw_x_y"}
+    )
+    assert unknown.status_code == 401
+    assert point_counts(client, "a", "b") == [0, 0]
+    key = {**json_type, "Authorization": f"Bearer {write}"}
+    ok = client.post("/v1/hooks/points", content=body, headers=key)
+    assert ok.status_code == 200, ok.text
+    assert point_counts(client, "a", "b") == [30, 30]
+
+    # Stream b's points are refused (not after its last point): nothing is stored for a either.
+    batch = hook_body(
+        {"a": spiked_points(5, spike_at=-1, offset=30), "b": spiked_points(5, spike_at=-1, offset=20)}
+    )
+    refused = client.post("/v1/hooks/points", content=batch, headers=key)
+    assert refused.status_code == 409 and "'b'" in refused.json()["detail"]
+    # An unknown stream anywhere in the batch: 404, nothing stored.
+    batch = hook_body({"a": spiked_points(5, spike_at=-1, offset=30), "zz": spiked_points(5, spike_at=-1)})
+    assert client.post("/v1/hooks/points", content=batch, headers=key).status_code == 404
+    # Out of order within a stream: 422, nothing stored.
+    points = spiked_points(5, spike_at=-1, offset=30)
+    batch = hook_body({"b": spiked_points(5, spike_at=-1, offset=30), "a": [points[1], points[0]]})
+    assert client.post("/v1/hooks/points", content=batch, headers=key).status_code == 422
+    assert point_counts(client, "a", "b") == [30, 30]
+    # Malformed bodies are 4xx problems; a large two-stream batch is stored whole.
+    assert client.post("/v1/hooks/points", content=b"{", headers=key).status_code in (400, 422)
+    assert client.post("/v1/hooks/points", json={"points": []}, headers=key).status_code == 422
+    big = hook_body(
+        {"a": spiked_points(2000, spike_at=-1, offset=30), "b": spiked_points(2000, spike_at=-1, offset=30)}
+    )
+    reply = client.post("/v1/hooks/points", content=big, headers=key)
+    assert reply.status_code == 200 and len(reply.json()["points"]) == 4000
+    assert point_counts(client, "a", "b") == [2030, 2030]
