@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Annotated, Any, Final, TypeVar
 
 from fastapi import Depends, Request, Security
@@ -84,6 +84,7 @@ async def _cached_or_thread(cached: T | Miss, compute: Callable[..., T], *args: 
     return await run_in_threadpool(compute, *args) if isinstance(cached, Miss) else cached
 
 
+@lru_cache(maxsize=64)
 def is_loopback(host: str) -> bool:
     if host.lower() == "localhost":
         return True

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
+from functools import lru_cache
+
 import numpy as np
 import torch
 
@@ -31,10 +34,15 @@ def available_levels(quantiles: tuple[float, ...]) -> list[float]:
     return sorted(levels)
 
 
+@lru_cache(maxsize=256)
+def _interpolation(quantiles: tuple[float, ...], target: float) -> tuple[int, int, float]:
+    """Neighbouring quantile indices and the weight of the upper one (clamped to the grid's range)."""
+    upper = min(max(bisect.bisect_left(quantiles, target), 1), len(quantiles) - 1)
+    low, high = quantiles[upper - 1], quantiles[upper]
+    return upper - 1, upper, min(max((target - low) / (high - low), 0.0), 1.0)
+
+
 def interpolate_quantile(values: np.ndarray, quantiles: tuple[float, ...], target: float) -> np.ndarray:
     """Linearly interpolate the forecast at quantile `target` from `values` [..., Q] (clamped to the range)."""
-    grid = np.asarray(quantiles)
-    position = np.clip(np.searchsorted(grid, target), 1, len(grid) - 1)
-    low, high = grid[position - 1], grid[position]
-    weight = float(np.clip((target - low) / (high - low), 0.0, 1.0))
-    return values[..., position - 1] * (1.0 - weight) + values[..., position] * weight
+    lower, upper, weight = _interpolation(tuple(quantiles), target)
+    return values[..., lower] * (1.0 - weight) + values[..., upper] * weight

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from app.anomaly import sensitivity_to_alpha
 from app.api.auth import ReadAccess
-from app.api.deps import PoolDep, ServicesDep
+from app.api.deps import ServicesDep
 from app.api.schemas import (
     MAX_VERSION,
     DetectedPoint,
@@ -32,7 +32,7 @@ from app.serving.inference import (
     model_inputs,
     shape_forecasts,
 )
-from app.serving.pool import ServedModel
+from app.serving.pool import ModelPool, ServedModel
 
 router = APIRouter(prefix="/v1/models", tags=["forecasting"])
 
@@ -53,7 +53,7 @@ def to_inputs(series: list[SeriesPayload]) -> list[SeriesInput]:
     ]
 
 
-async def select_model(pool: PoolDep, name: str, version: int | None, alias: str | None) -> ServedModel:
+async def select_model(pool: ModelPool, name: str, version: int | None, alias: str | None) -> ServedModel:
     if version is not None and alias is not None:
         raise InvalidInputError(
             "pass either ?version or ?alias, not both", fields={"version": version, "alias": alias}
@@ -69,14 +69,13 @@ def _stamps(values: np.ndarray | None) -> list[str] | None:
 async def create_forecast(
     name: str,
     body: ForecastRequest,
-    pool: PoolDep,
     services: ServicesDep,
     _: ReadAccess,
     version: VersionQuery = None,
     alias: AliasQuery = None,
 ) -> JSONResponse:
     """Forecast the next steps of each series, with calibrated prediction intervals."""
-    served = await select_model(pool, name, version, alias)
+    served = await select_model(services.pool, name, version, alias)
     forecaster = served.loaded.forecaster
     horizon = body.horizon or forecaster.spec.horizon
     check_horizon(forecaster, horizon)
@@ -110,20 +109,21 @@ async def create_forecast(
 async def detect_anomalies(
     name: str,
     body: DetectRequest,
-    pool: PoolDep,
     services: ServicesDep,
     _: ReadAccess,
     version: VersionQuery = None,
     alias: AliasQuery = None,
 ) -> DetectResponse:
     """Score every point against its one-step-ahead forecast; flag calibrated outliers."""
-    served = await select_model(pool, name, version, alias)
+    served = await select_model(services.pool, name, version, alias)
     forecaster = served.loaded.forecaster
     series = to_inputs(body.series)
     check_inputs(forecaster, series, minimum_extra=1)
     results = []
     for item in series:
-        points = await pool.infer(detect_series, forecaster, served.calibration, item, body.sensitivity)
+        points = await services.pool.infer(
+            detect_series, forecaster, served.calibration, item, body.sensitivity
+        )
         flagged = sum(point.is_anomaly for point in points)
         services.metrics.anomalies(served.name, served.version, flagged)
         results.append(
