@@ -197,6 +197,7 @@ def test_dashboard_in_open_mode_needs_no_key(models_dir, server_factory, browser
     page.goto(f"{server.base_url}/ui/#/webhooks")
     # the anonymous caller of an open server is an admin: the endpoints list (or the placeholder) shows
     page.locator("#webhook-endpoints, #webhooks-placeholder").first.wait_for()
+    shoot(page, "webhooks-open")
     page.goto(f"{server.base_url}/ui/#/streams")
     page.locator("#stream-list .empty").wait_for()
     assert errors == [], errors
