@@ -52,7 +52,7 @@ from app.training.dataset import WindowDataset
 from app.training.trainer import fit
 
 NAB_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "nab"
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "results" / "nab"
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "nab"
 
 
 @dataclass(frozen=True)
