@@ -8,7 +8,6 @@ from fastapi import Depends, Request
 
 from app.api.services import Services
 from app.registry.store import Registry
-from app.serving.pool import ModelPool
 
 
 async def get_services(request: Request) -> Services:
@@ -19,10 +18,5 @@ async def get_registry(services: Annotated[Services, Depends(get_services)]) -> 
     return services.registry
 
 
-async def get_pool(services: Annotated[Services, Depends(get_services)]) -> ModelPool:
-    return services.pool
-
-
 ServicesDep = Annotated[Services, Depends(get_services)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
-PoolDep = Annotated[ModelPool, Depends(get_pool)]

@@ -32,13 +32,7 @@ def root() -> None:
 
 def _register_commands() -> None:
     for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name == module_name:
-                continue
-            raise
-        module.register(cli)
+        importlib.import_module(module_name).register(cli)
 
 
 _register_commands()
