@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+import json
+from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from app.anomaly import sensitivity_to_alpha
 from app.api.auth import ReadAccess
 from app.api.deps import ServicesDep
 from app.api.schemas import (
     MAX_VERSION,
-    DetectedPoint,
     DetectRequest,
     DetectResponse,
     ForecastRequest,
     ForecastResponse,
-    ModelRef,
-    SeriesDetection,
     SeriesPayload,
 )
 from app.errors import InvalidInputError
 from app.serving.inference import (
+    PointDetection,
     SeriesInput,
     check_horizon,
     check_inputs,
@@ -105,6 +105,33 @@ async def create_forecast(
     )
 
 
+def detection_payload(item: SeriesInput, points: list[PointDetection]) -> dict[str, Any]:
+    """One series' detection result as plain JSON-ready data (built off the event loop for long series)."""
+    stamps = _stamps(item.timestamps)
+    return {
+        "id": item.id,
+        "anomalies": sum(point.is_anomaly for point in points),
+        "points": [
+            {
+                "index": p.index,
+                "timestamp": None if stamps is None else stamps[p.index],
+                "value": p.value,
+                "expected": p.expected,
+                "lower": p.lower,
+                "upper": p.upper,
+                "score": p.score,
+                "is_anomaly": p.is_anomaly,
+                "direction": p.direction,
+            }
+            for p in points
+        ],
+    }
+
+
+def encode_json(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, allow_nan=False, separators=(",", ":")).encode()
+
+
 @router.post("/{name}/detect", response_model=DetectResponse)
 async def detect_anomalies(
     name: str,
@@ -113,7 +140,7 @@ async def detect_anomalies(
     _: ReadAccess,
     version: VersionQuery = None,
     alias: AliasQuery = None,
-) -> DetectResponse:
+) -> Response:
     """Score every point against its one-step-ahead forecast; flag calibrated outliers."""
     served = await select_model(services.pool, name, version, alias)
     forecaster = served.loaded.forecaster
@@ -124,31 +151,13 @@ async def detect_anomalies(
         points = await services.pool.infer(
             detect_series, forecaster, served.calibration, item, body.sensitivity
         )
-        flagged = sum(point.is_anomaly for point in points)
-        services.metrics.anomalies(served.name, served.version, flagged)
-        results.append(
-            SeriesDetection(
-                id=item.id,
-                anomalies=flagged,
-                points=[
-                    DetectedPoint(
-                        index=p.index,
-                        timestamp=None if p.timestamp is None else _stamps(np.array([p.timestamp]))[0],  # type: ignore[index]
-                        value=p.value,
-                        expected=p.expected,
-                        lower=p.lower,
-                        upper=p.upper,
-                        score=p.score,
-                        is_anomaly=p.is_anomaly,
-                        direction=p.direction,  # type: ignore[arg-type]
-                    )
-                    for p in points
-                ],
-            )
-        )
-    return DetectResponse(
-        model=ModelRef(name=served.name, version=served.version),
-        sensitivity=body.sensitivity,
-        alpha=sensitivity_to_alpha(body.sensitivity),
-        results=results,
-    )
+        result = await asyncio.to_thread(detection_payload, item, points)
+        services.metrics.anomalies(served.name, served.version, result["anomalies"])
+        results.append(result)
+    payload = {
+        "model": {"name": served.name, "version": served.version},
+        "sensitivity": body.sensitivity,
+        "alpha": sensitivity_to_alpha(body.sensitivity),
+        "results": results,
+    }
+    return Response(await asyncio.to_thread(encode_json, payload), media_type="application/json")
