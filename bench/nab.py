@@ -16,7 +16,11 @@ Detector (one configuration, `DetectorConfig`):
    mean of the ranks, Gaussian tail against the long-run distribution of that mean, on a log scale; the
    larger of the two channels counts.
 5. `RangeBreak` (value outside the widened range of all earlier values) scores 1.
-6. `RunSuppressor` keeps only the first row of a run of very unlikely rows.
+6. Seasonal context: |mean of x_t - x_{t - season}| over the last `season_lead` rows (season = one day of
+   rows, or a week for daily data) outside the widened range of all earlier such means scores 1 (`RangeBreak`
+   again). It catches pattern anomalies that stay in range: a flat stretch where a daily cycle should be, a
+   missing jump.
+7. `RunSuppressor` keeps only the first row of a run of very unlikely rows.
 
     python bench/nab.py [--data ../shared/data/nab/data] [--labels .../combined_windows.json] [--out DIR]
 """
@@ -68,6 +72,8 @@ class DetectorConfig:
     clip_sigmas: float = 6.0  # input differences are clipped at this many robust standard deviations
     spread_floor: float = 1.0  # forecast spread floor, in robust standard deviations of the differences
     level_window: int = 1000  # rows whose median is the reference level of the level-deviation channel
+    season_lead: int = 12  # rows over which the seasonal difference x_t - x_{t - season} is averaged
+    season_margin: float = 0.2  # range widening for the seasonal-residual range break
     history: int = 1000  # raw scores a magnitude is ranked against
     smoothing: int = 10  # ranks in the short-term mean
     stats_history: int = 2000  # short-term means the current one is compared with
@@ -84,6 +90,22 @@ def calendar_for(timestamps: pd.DatetimeIndex) -> list[str]:
     if step < 86_400:
         return ["hour_of_day", "day_of_week"]
     return ["day_of_week"]
+
+
+def season_rows(timestamps: pd.DatetimeIndex) -> int:
+    """Rows per day for sub-daily sampling, else 7 (a week of daily rows); from the given timestamps only."""
+    step = float(np.median(np.diff(timestamps.values).astype("timedelta64[s]").astype(np.float64)))
+    if 0 < step < 86_400:
+        return max(2, round(86_400 / step))
+    return 7
+
+
+def seasonal_residual(values: np.ndarray, season: int, lead: int) -> np.ndarray:
+    """|mean of x_t - x_{t - season}| over the `lead` rows ending at t (NaN where undefined): [N] -> [N].
+
+    The signed mean (not the mean magnitude) measures a shift against the same rows one season earlier."""
+    difference = values - pd.Series(values).shift(season).to_numpy()
+    return np.abs(pd.Series(difference).rolling(lead, min_periods=lead).mean().to_numpy())
 
 
 def robust_scale(values: np.ndarray) -> float:
@@ -151,6 +173,16 @@ def detect(values: np.ndarray, timestamps: pd.DatetimeIndex, config: DetectorCon
     breaker = RangeBreak(config.range_margin)
     breaker.warm_up(values[:probation])
     combined = np.maximum(combined, breaker.score(values[probation:]))
+
+    # pattern anomalies that stay inside the value range (a flat stretch where a daily cycle should be, a missing
+    # jump): the recent seasonal residual exceeds the widened range of all earlier ones
+    seasonal = seasonal_residual(values, season_rows(timestamps[:probation]), config.season_lead)
+    known = np.isfinite(seasonal)
+    season_breaker = RangeBreak(config.season_margin)
+    season_breaker.warm_up(seasonal[:probation][known[:probation]])
+    season_break = np.zeros(n - probation)
+    season_break[known[probation:]] = season_breaker.score(seasonal[probation:][known[probation:]])
+    combined = np.maximum(combined, season_break)
 
     suppressor = RunSuppressor(config.run_level, config.cooldown, config.damping)
     scores = np.zeros(n)
