@@ -15,13 +15,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.api.auth import PermissionDeniedError, authenticate
-from app.api.routes.streams import MAX_STREAM_POINTS, AlarmEventOut, StreamPointOut, episode_out, point_out
-from app.api.schemas import FiniteFloat, ModelRef, StrictModel, check_range, to_naive_utc
+from app.api.routes.streams import (
+    MAX_STREAM_POINTS,
+    AlarmEventOut,
+    StreamPointIn,
+    StreamPointOut,
+    episode_out,
+    point_out,
+)
+from app.api.schemas import ModelRef, StrictModel
 from app.errors import TswatchError
 from app.registry.keys import Role
 from app.streams.service import StagedAppend, _event_info
@@ -39,17 +46,8 @@ class SignatureRejectedError(TswatchError):
 
 
 # -------------------------------------------------------------------- schemas
-class HookPoint(StrictModel):
+class HookPoint(StreamPointIn):
     stream: str = Field(min_length=1, max_length=200, description="Stream id (created with PUT /v1/streams).")
-    timestamp: datetime = Field(description="ISO 8601 time of the value (UTC if no offset).")
-    value: FiniteFloat = Field(description="Observed value.")
-
-    @field_validator("timestamp")
-    @classmethod
-    def _naive_utc(cls, stamp: datetime) -> datetime:
-        naive = to_naive_utc(stamp)
-        check_range([naive], "timestamp")
-        return naive
 
 
 class HookPointsRequest(StrictModel):

@@ -51,17 +51,17 @@ class EndpointUpdate(StrictModel):
 
 
 class EndpointOut(BaseModel):
-    id: str
-    url: str
-    description: str
-    events: list[str]
-    streams: list[str]
-    enabled: bool
-    disabled_at: datetime | None
-    disabled_reason: str | None
-    consecutive_failures: int
-    created_at: datetime
-    updated_at: datetime
+    id: str = Field(description="Endpoint id.")
+    url: str = Field(description="Where events are delivered.")
+    description: str = Field(description="Operator's note.")
+    events: list[str] = Field(description="Event types delivered.")
+    streams: list[str] = Field(description="Stream ids, or * for all.")
+    enabled: bool = Field(description="False once disabled (410, or too many consecutive failures).")
+    disabled_at: datetime | None = Field(description="When it was disabled.")
+    disabled_reason: str | None = Field(description="Why it was disabled.")
+    consecutive_failures: int = Field(description="Failed messages in a row.")
+    created_at: datetime = Field(description="Registration time (UTC).")
+    updated_at: datetime = Field(description="Last change (UTC).")
 
 
 class EndpointCreated(EndpointOut):
