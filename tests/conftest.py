@@ -22,6 +22,8 @@ import pandas as pd
 import pytest
 import uvicorn
 
+from app.registry import keys as _keys_table  # noqa: F401 - registers the api_keys table
+from app.registry.database import Database
 from app.registry.factory import open_registry
 from app.settings import Settings
 from app.training.config import TrainingConfig
@@ -48,6 +50,15 @@ def train_tiny(models_dir: Path, name: str = "tiny", alias: str | None = "produc
     data = prepare(synthetic_frame(seed=seed), min_length=TINY_CONFIG.window + TINY_CONFIG.horizon)
     config = TrainingConfig(**{**TINY_CONFIG.to_dict(), "seed": seed})
     train_model(data, name, open_registry(Settings(models_dir=models_dir)), config, alias=alias)
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Database]:
+    """An empty registry database (all tables) in a temporary folder."""
+    database = Database(f"sqlite:///{tmp_path / 'registry.db'}")
+    database.create_schema()
+    yield database
+    database.dispose()
 
 
 @pytest.fixture(scope="session")

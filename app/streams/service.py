@@ -201,7 +201,7 @@ class StreamService:
             revision = await self.pool.run(self._persist, staged)
             self._remember(stream_id, revision, scorer)
         stream = await self.get(stream_id)
-        changes = [(event.kind, _event_info(event.episode)) for event in events]
+        changes = [(event.kind, event_info(event.episode)) for event in events]
         return AppendResult(stream, served.name, served.version, scored, changes)
 
     def _score(
@@ -262,7 +262,7 @@ class StreamService:
                 self._remember(item.stream_id, revision, item.scorer)
         results = []
         for item in staged:
-            changes = [(event.kind, _event_info(event.episode)) for event in item.events]
+            changes = [(event.kind, event_info(event.episode)) for event in item.events]
             info = await self.get(item.stream_id)
             results.append(AppendResult(info, item.model_name, item.model_version, item.points, changes))
         return results
@@ -436,7 +436,7 @@ def _episode_fields(episode: Episode) -> dict[str, Any]:
     }
 
 
-def _event_info(episode: Episode) -> EpisodeInfo:
+def event_info(episode: Episode) -> EpisodeInfo:
     return EpisodeInfo(**_episode_fields(episode))
 
 

@@ -42,14 +42,6 @@ def build_app(keys: KeyStore, database: Database, tmp_path, host: str = "127.0.0
 
 
 @pytest.fixture
-def database(tmp_path):
-    database = Database(f"sqlite:///{tmp_path / 'registry.db'}")
-    database.create_schema()
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
 def keys(database):
     return KeyStore(database, cache_ttl=0.1)
 

@@ -6,7 +6,6 @@ import pytest
 from sqlalchemy import select
 
 from app.errors import NotFoundError
-from app.registry.database import Database
 from app.registry.keys import (
     BOOTSTRAP_NAME,
     MISS,
@@ -17,14 +16,6 @@ from app.registry.keys import (
 )
 
 KEY_PATTERN = re.compile(r"^tsw_([0-9a-f]{8})_[A-Za-z0-9_-]{43}$")
-
-
-@pytest.fixture
-def database(tmp_path):
-    database = Database(f"sqlite:///{tmp_path / 'registry.db'}")
-    database.create_schema()
-    yield database
-    database.dispose()
 
 
 @pytest.fixture

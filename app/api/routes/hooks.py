@@ -31,7 +31,7 @@ from app.api.routes.streams import (
 from app.api.schemas import ModelRef, StrictModel
 from app.errors import TswatchError
 from app.registry.keys import Role
-from app.streams.service import StagedAppend, _event_info
+from app.streams.service import StagedAppend, event_info
 from app.webhooks.inbound import IdempotencyStore, InboundSignatureError, has_webhook_headers, verify_inbound
 
 router = APIRouter(prefix="/v1/hooks", tags=["hooks"])
@@ -139,7 +139,7 @@ def build_response(body: HookPointsRequest, staged: list[StagedAppend]) -> HookP
             stream=item.stream_id,
             model=ModelRef(name=item.model_name, version=item.model_version),
             events=[
-                AlarmEventOut(kind=event.kind, episode=episode_out(_event_info(event.episode)))
+                AlarmEventOut(kind=event.kind, episode=episode_out(event_info(event.episode)))
                 for event in item.events
             ],
         )
