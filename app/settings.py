@@ -37,8 +37,13 @@ class Settings(BaseSettings):
     admin_key: SecretStr | None = Field(None, description="Bootstraps one admin API key (for containers).")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest accepted request body.")
     alias_poll_seconds: float = Field(2.0, gt=0, description="How often the server re-reads aliases.")
+    inference_process: bool = Field(
+        True,
+        description="Run batched forecasts in a child worker process, so model compute never holds the "
+        "server's GIL (false: a thread in the server process; detection and streams always use that thread).",
+    )
     batch_max_wait_ms: float = Field(
-        0.0, ge=0, description="Extra wait for company when the inference thread is idle (0: none)."
+        0.0, ge=0, description="Extra wait for company when the model is idle (0: none)."
     )
     batch_max_size: int = Field(256, ge=1, description="Most series coalesced into one forward pass.")
     shutdown_grace_seconds: float = Field(8.0, ge=0, description="Time in-flight requests get on SIGTERM.")

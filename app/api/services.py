@@ -18,6 +18,7 @@ from app.registry.factory import open_database, open_registry
 from app.registry.keys import KeyStore
 from app.registry.store import Registry
 from app.serving.pool import ModelPool, PoolHooks
+from app.serving.remote import InferenceWorker
 from app.settings import Settings
 from app.streams.service import StreamService
 from app.webhooks.delivery import DeliveryWorker
@@ -65,6 +66,7 @@ class Services:
             batch_max_wait=settings.batch_max_wait_ms / 1000.0,
             batch_max_size=settings.batch_max_size,
             hooks=hooks,
+            worker=InferenceWorker(settings.torch_threads) if settings.inference_process else None,
         )
         services = cls(settings, metrics, database, registry, keys, pool, executor)
         services.streams = StreamService(database, pool)
@@ -75,6 +77,8 @@ class Services:
         return services
 
     async def start(self) -> None:
+        if self.pool.worker is not None:
+            await self.pool.worker.start()
         self.load_problems = await self.pool.load_defaults()
         gc.collect()
         gc.freeze()  # models and startup objects leave the collector's view: shorter pauses under load
@@ -100,6 +104,8 @@ class Services:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
         await self.pool.close()
+        if self.pool.worker is not None:
+            await self.pool.worker.close()
         self.executor.shutdown(wait=True)
         self.database.dispose()
 

@@ -1,10 +1,10 @@
 """Micro-batching: concurrent forecast requests for one model version share a single forward pass.
 
-Requests that arrive while the inference thread is busy wait for it and then go through the network together;
-a request that finds it idle waits for the requests already parsed in the same event-loop turn, or at most
-`max_wait` when that is set above zero. torch runs one batched pass in about the time
-of one small pass, so throughput under concurrency approaches that of the HTTP stack itself. Scheduling uses
-plain loop callbacks (no task or timeout object per request) to keep the per-request cost small.
+Requests that arrive while a batch is being computed (by the inference worker process, or a thread) wait for it
+and then go through the network together; a request that finds it idle waits for the requests already parsed in
+the same event-loop turn, or at most `max_wait` when that is set above zero. torch runs one batched pass in
+about the time of one small pass, so throughput under concurrency approaches that of the HTTP stack itself.
+Scheduling uses plain loop callbacks (no task or timeout object per request) to keep the per-request cost small.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -25,19 +26,27 @@ class _Pending:
 
 
 Predict = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
+RunBatch = Callable[[np.ndarray, np.ndarray | None], "asyncio.Future[np.ndarray]"]
+
+
+def in_thread(predict: Predict, executor: Executor) -> RunBatch:
+    """Run batches with `predict` on `executor` (the server process's inference thread)."""
+
+    def run(windows: np.ndarray, calendar: np.ndarray | None) -> asyncio.Future[np.ndarray]:
+        return asyncio.get_running_loop().run_in_executor(executor, partial(predict, windows, calendar))
+
+    return run
 
 
 class MicroBatcher:
     def __init__(
         self,
-        predict: Predict,
-        executor: Executor,
+        run_batch: RunBatch,
         max_wait: float,
         max_size: int,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
-        self._predict = predict
-        self._executor = executor
+        self._run_batch = run_batch
         self._max_wait = max_wait
         self._max_size = max_size
         self._on_batch = on_batch or (lambda size: None)
@@ -78,13 +87,25 @@ class MicroBatcher:
             return
         batch = self._take()
         self._busy = True
-        job = asyncio.get_running_loop().run_in_executor(self._executor, self._forward, batch)
+        windows = np.concatenate([p.windows for p in batch])  # [sum n, L]
+        calendar = None
+        if batch[0].calendar is not None:
+            calendar = np.concatenate([p.calendar for p in batch if p.calendar is not None])  # [sum n, L, C]
+        self._on_batch(len(windows))
+        try:
+            job = self._run_batch(windows, calendar)
+        except Exception as error:
+            job = asyncio.get_running_loop().create_future()
+            job.set_exception(error)
         job.add_done_callback(lambda done: self._finish(batch, done))
 
-    def _finish(self, batch: list[_Pending], done: asyncio.Future[list[np.ndarray]]) -> None:
+    def _finish(self, batch: list[_Pending], done: asyncio.Future[np.ndarray]) -> None:
         self._busy = False
         error = None if done.cancelled() else done.exception()
-        outputs = None if done.cancelled() or error is not None else done.result()
+        outputs = None
+        if not done.cancelled() and error is None:
+            splits = np.cumsum([len(p.windows) for p in batch])[:-1]
+            outputs = np.split(done.result(), splits)  # [sum n, H, Q] -> per request [n, H, Q]
         for index, pending in enumerate(batch):
             if pending.future.done():
                 continue
@@ -94,16 +115,6 @@ class MicroBatcher:
                 pending.future.set_exception(error or asyncio.CancelledError())
         if self._pending:
             self._flush()
-
-    def _forward(self, batch: list[_Pending]) -> list[np.ndarray]:
-        windows = np.concatenate([p.windows for p in batch])  # [sum n, L]
-        calendar = None
-        if batch[0].calendar is not None:
-            calendar = np.concatenate([p.calendar for p in batch if p.calendar is not None])  # [sum n, L, C]
-        self._on_batch(len(windows))
-        output = self._predict(windows, calendar)  # [sum n, H, Q]
-        splits = np.cumsum([len(p.windows) for p in batch])[:-1]
-        return np.split(output, splits)
 
     async def close(self) -> None:
         if self._timer is not None:

@@ -23,16 +23,17 @@ class SeriesInput:
 @dataclass(frozen=True)
 class Interval:
     level: float
-    lower: np.ndarray  # [H]
-    upper: np.ndarray  # [H]
+    lower: np.ndarray  # [n, H]
+    upper: np.ndarray  # [n, H]
 
 
 @dataclass(frozen=True)
-class SeriesForecast:
-    id: str
-    mean: np.ndarray  # [H]
+class ShapedForecasts:
+    """Forecasts of n series, cut to the requested horizon H, as arrays over all series at once."""
+
+    mean: np.ndarray  # [n, H]
     intervals: list[Interval]
-    timestamps: np.ndarray | None  # [H]
+    timestamps: list[np.ndarray | None]  # per series: [H] or None
 
 
 @dataclass(frozen=True)
@@ -86,15 +87,17 @@ def check_horizon(forecaster: Forecaster, horizon: int) -> None:
         )
 
 
-def require_finite(series: SeriesInput, position: int | None, forecasts: np.ndarray) -> None:
-    """Refuse forecasts that overflowed the network's single precision, instead of serving NaN/inf."""
-    if not np.isfinite(forecasts).all():
-        where = {"field": f"series.{position}.values"} if position is not None else {}
-        raise InvalidInputError(
-            f"series {series.id!r}: the model produced non-finite forecasts; its values are too large in "
-            "magnitude (or spread) for single-precision inference, so rescale them (e.g. to other units)",
-            fields=where,
-        )
+def require_finite(series: list[SeriesInput], forecasts: np.ndarray, positions: bool = True) -> None:
+    """Refuse forecasts [n, ...] that overflowed the network's single precision, instead of serving NaN/inf."""
+    finite = np.isfinite(forecasts.reshape(len(series), -1)).all(axis=1)  # [n, ...] -> [n]
+    if finite.all():
+        return
+    position = int(np.flatnonzero(~finite)[0])
+    raise InvalidInputError(
+        f"series {series[position].id!r}: the model produced non-finite forecasts; its values are too large in "
+        "magnitude (or spread) for single-precision inference, so rescale them (e.g. to other units)",
+        fields={"field": f"series.{position}.values"} if positions else {},
+    )
 
 
 def model_inputs(forecaster: Forecaster, series: list[SeriesInput]) -> tuple[np.ndarray, np.ndarray | None]:
@@ -113,27 +116,21 @@ def shape_forecasts(
     quantiles: np.ndarray,
     horizon: int,
     levels: list[float],
-) -> list[SeriesForecast]:
+) -> ShapedForecasts:
     """Cut [n, H_model, Q] quantiles to `horizon` and express them as a median and central intervals."""
     spec = forecaster.spec
-    results = []
-    for position, (item, forecast) in enumerate(zip(series, quantiles[:, :horizon], strict=True)):  # [H, Q]
-        require_finite(item, position, forecast)
-        intervals = []
-        for level in levels:
-            low, high = interval_quantiles(level)
-            intervals.append(
-                Interval(
-                    level=level,
-                    lower=interpolate_quantile(forecast, spec.quantiles, low),
-                    upper=interpolate_quantile(forecast, spec.quantiles, high),
-                )
-            )
-        stamps = None
-        if item.timestamps is not None:
-            stamps = future_timestamps(item.timestamps[-1], spec.frequency, horizon)
-        results.append(SeriesForecast(item.id, forecast[:, spec.median_index], intervals, stamps))
-    return results
+    cut = quantiles[:, :horizon]  # [n, H_model, Q] -> [n, H, Q]
+    require_finite(series, cut)
+    intervals = []
+    for level in levels:
+        low, high = interval_quantiles(level)
+        lower = interpolate_quantile(cut, spec.quantiles, low)  # [n, H, Q] -> [n, H]
+        intervals.append(Interval(level, lower, interpolate_quantile(cut, spec.quantiles, high)))
+    stamps = [
+        None if item.timestamps is None else future_timestamps(item.timestamps[-1], spec.frequency, horizon)
+        for item in series
+    ]
+    return ShapedForecasts(cut[..., spec.median_index], intervals, stamps)
 
 
 def _optional(value: float) -> float | None:
@@ -148,7 +145,7 @@ def detect_series(
     rolling = forecaster.predict_rolling(
         item.values[:-1], item.timestamps[:-1] if item.timestamps is not None else None
     )
-    require_finite(item, None, rolling)
+    require_finite([item], rolling[np.newaxis], positions=False)
     quantiles = np.full((len(item.values), len(forecaster.spec.quantiles)), np.nan)  # [N, Q]
     quantiles[window:] = rolling[:, 0, :]  # lead-one forecasts for points window .. N-1
     result = ResidualDetector(calibration, sensitivity).detect(

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,8 @@ from app.anomaly import CalibrationSet
 from app.errors import NotFoundError, TswatchError
 from app.registry.loading import LoadedModel
 from app.registry.store import Registry, VersionInfo
-from app.serving.batcher import MicroBatcher
+from app.serving.batcher import MicroBatcher, RunBatch, in_thread
+from app.serving.remote import InferenceWorker
 
 logger = logging.getLogger("tswatch.serving")
 
@@ -56,6 +58,7 @@ class ModelPool:
     batch_max_wait: float = 0.002
     batch_max_size: int = 256
     hooks: PoolHooks = field(default_factory=PoolHooks)
+    worker: InferenceWorker | None = None  # runs batched forecasts; None: the inference thread does
     _models: dict[tuple[str, int], ServedModel] = field(default_factory=dict)
     _routes: dict[Selector, int] = field(default_factory=dict)
     _locks: dict[tuple[str, int], asyncio.Lock] = field(default_factory=dict)
@@ -90,19 +93,26 @@ class ModelPool:
     async def _load(self, info: VersionInfo) -> ServedModel:
         try:
             loaded = await self.run(self._load_and_warm, info)
+            run_batch = await self._batch_runner(loaded)
         except TswatchError:
             self.hooks.on_load(info.name, info.version, False)
             raise
         self.hooks.on_load(info.name, info.version, True)
         calibration = CalibrationSet.from_state(loaded.manifest["anomaly"]["calibration"])
         batcher = MicroBatcher(
-            loaded.forecaster.predict,
-            self.executor,
+            run_batch,
             self.batch_max_wait,
             self.batch_max_size,
             self.hooks.on_batch,
         )
         return ServedModel(loaded=loaded, batcher=batcher, calibration=calibration)
+
+    async def _batch_runner(self, loaded: LoadedModel) -> RunBatch:
+        if self.worker is None:
+            return in_thread(loaded.forecaster.predict, self.executor)
+        key = f"{loaded.name}:{loaded.version}"
+        await self.worker.load(key, loaded.forecaster)
+        return partial(self.worker.predict, key)
 
     def _load_and_warm(self, info: VersionInfo) -> LoadedModel:
         loaded = self.registry.load(info)

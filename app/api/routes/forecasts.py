@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
+from pydantic_core import to_json
 
 from app.anomaly import sensitivity_to_alpha
 from app.api.auth import ReadAccess
@@ -25,6 +26,7 @@ from app.errors import InvalidInputError
 from app.serving.inference import (
     PointDetection,
     SeriesInput,
+    ShapedForecasts,
     check_horizon,
     check_inputs,
     check_levels,
@@ -73,7 +75,7 @@ async def create_forecast(
     _: ReadAccess,
     version: VersionQuery = None,
     alias: AliasQuery = None,
-) -> JSONResponse:
+) -> Response:
     """Forecast the next steps of each series, with calibrated prediction intervals."""
     served = await select_model(services.pool, name, version, alias)
     forecaster = served.loaded.forecaster
@@ -84,25 +86,29 @@ async def create_forecast(
     check_inputs(forecaster, series)
     windows, calendar = model_inputs(forecaster, series)
     quantiles = await served.batcher.submit(windows, calendar)  # [n, H, Q]
-    forecasts = shape_forecasts(forecaster, series, quantiles, horizon, body.levels)  # 422 if not finite
+    shaped = shape_forecasts(forecaster, series, quantiles, horizon, body.levels)  # 422 if not finite
     services.metrics.forecasts(served.name, served.version, len(series))
-    return JSONResponse(
+    payload = {
+        "model": {"name": served.name, "version": served.version},
+        "forecasts": forecast_items(series, shaped),
+    }
+    return Response(to_json(payload), media_type="application/json")
+
+
+def forecast_items(series: list[SeriesInput], shaped: ShapedForecasts) -> list[dict[str, Any]]:
+    mean = shaped.mean.tolist()
+    bounds = [(i.level, i.lower.tolist(), i.upper.tolist()) for i in shaped.intervals]
+    return [
         {
-            "model": {"name": served.name, "version": served.version},
-            "forecasts": [
-                {
-                    "id": f.id,
-                    "timestamps": _stamps(f.timestamps),
-                    "mean": f.mean.tolist(),
-                    "intervals": [
-                        {"level": i.level, "lower": i.lower.tolist(), "upper": i.upper.tolist()}
-                        for i in f.intervals
-                    ],
-                }
-                for f in forecasts
+            "id": item.id,
+            "timestamps": _stamps(stamps),
+            "mean": mean[k],
+            "intervals": [
+                {"level": level, "lower": lower[k], "upper": upper[k]} for level, lower, upper in bounds
             ],
         }
-    )
+        for k, (item, stamps) in enumerate(zip(series, shaped.timestamps, strict=True))
+    ]
 
 
 def detection_payload(item: SeriesInput, points: list[PointDetection]) -> dict[str, Any]:
