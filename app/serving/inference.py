@@ -89,10 +89,10 @@ def check_horizon(forecaster: Forecaster, horizon: int) -> None:
 
 def require_finite(series: list[SeriesInput], forecasts: np.ndarray, positions: bool = True) -> None:
     """Refuse forecasts [n, ...] that overflowed the network's single precision, instead of serving NaN/inf."""
-    finite = np.isfinite(forecasts.reshape(len(series), -1)).all(axis=1)  # [n, ...] -> [n]
+    finite = np.isfinite(forecasts)
     if finite.all():
         return
-    position = int(np.flatnonzero(~finite)[0])
+    position = int(np.flatnonzero(~finite.reshape(len(series), -1).all(axis=1))[0])  # [n, ...] -> [n] -> first
     raise InvalidInputError(
         f"series {series[position].id!r}: the model produced non-finite forecasts; its values are too large in "
         "magnitude (or spread) for single-precision inference, so rescale them (e.g. to other units)",
