@@ -14,13 +14,21 @@ Detector (one configuration, `DetectorConfig`):
    (level changes that stay inside the range, which a difference forecaster absorbs after one row).
 4. `AnomalyLikelihood` (app.anomaly.postprocess), per raw score: rank among recent raw scores, short-term
    mean of the ranks, Gaussian tail against the long-run distribution of that mean, on a log scale; the
-   larger of the two channels counts.
-5. `RangeBreak` (value outside the widened range of all earlier values) scores 1.
-6. Seasonal context: |mean of x_t - x_{t - season}| over the last `season_lead` rows (season = one day of
+   larger of the two channels counts. `PersistenceGate` then damps such a likelihood alarm until the
+   likelihood has been "very unlikely" on at least `persist_count` of the last `persist_window` rows: brief
+   excursions of the short mean were mostly false positives.
+5. Sustained regimes: the forecast residual is scored a second time with a long mean of the ranks
+   (`long_smoothing` rows): a burst of volatility, denser spikes, a day that does not follow the usual daily
+   shape. The long mean varies much less under normal behaviour, so a lasting shift of moderately unusual
+   residuals reaches a small tail probability. It needs many rows of evidence by construction, so it bypasses
+   the persistence gate; the largest likelihood counts.
+6. `RangeBreak` (value outside the range of all earlier values, widened by 2 % of that range) scores 1.
+7. Seasonal context: |mean of x_t - x_{t - season}| over the last `season_lead` rows (season = one day of
    rows, or a week for daily data) outside the widened range of all earlier such means scores 1 (`RangeBreak`
    again). It catches pattern anomalies that stay in range: a flat stretch where a daily cycle should be, a
    missing jump.
-7. `RunSuppressor` keeps only the first row of a run of very unlikely rows.
+8. `RunSuppressor` keeps only the first row of a run of very unlikely rows, or a row at least `escalation`
+   above the run's peak score (a range break inside a run of moderate likelihood alarms).
 
     python bench/nab.py [--data ../shared/data/nab/data] [--labels .../combined_windows.json] [--out DIR]
 """
@@ -36,7 +44,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from app.anomaly.postprocess import AnomalyLikelihood, RangeBreak, RunSuppressor
+from app.anomaly.postprocess import AnomalyLikelihood, PersistenceGate, RangeBreak, RunSuppressor
 from app.anomaly.residuals import SpreadResidualScorer
 from app.evaluation.nab import (
     CorpusReport,
@@ -76,12 +84,17 @@ class DetectorConfig:
     season_margin: float = 0.2  # range widening for the seasonal-residual range break
     history: int = 1000  # raw scores a magnitude is ranked against
     smoothing: int = 10  # ranks in the short-term mean
+    long_smoothing: int = 50  # ranks in the long-term mean of a second residual likelihood (0 = off)
     stats_history: int = 2000  # short-term means the current one is compared with
     decades: float = 10.0
-    range_margin: float = 0.05
+    range_margin: float = 0.02
     run_level: float = 0.3  # score of a "very unlikely" row: p = 1e-3 with decades = 10
+    persist_window: int = 10  # a short-mean likelihood alarm needs `persist_count` very unlikely rows among
+    persist_count: int = 4  # the last `persist_window` (this one included; 1 = off), else it is damped by
+    persist_damping: float = 0.5  # `persist_damping`
     cooldown: int = 100
     damping: float = 0.0
+    escalation: float = 0.5  # an alarm this far above its run's peak is kept inside the run (0 = never)
     seed: int = 0
 
 
@@ -150,6 +163,13 @@ def forecast_differences(
     return diffs, quantiles, spec.quantiles
 
 
+def likelihood_scores(raw: np.ndarray, probation: int, smoothing: int, config: DetectorConfig) -> np.ndarray:
+    """`AnomalyLikelihood` of the post-probation raw scores, warmed up on the probationary ones: [N] -> [N - P]."""
+    likelihood = AnomalyLikelihood(config.history, smoothing, config.stats_history, config.decades)
+    likelihood.warm_up(raw[:probation])
+    return likelihood.score(raw[probation:])
+
+
 def detect(values: np.ndarray, timestamps: pd.DatetimeIndex, config: DetectorConfig) -> np.ndarray:
     """Anomaly score in [0, 1] per row (0 during probation)."""
     n = len(values)
@@ -163,12 +183,14 @@ def detect(values: np.ndarray, timestamps: pd.DatetimeIndex, config: DetectorCon
     reference = pd.Series(values).shift(1).rolling(config.level_window, min_periods=50).median().to_numpy()
     deviation = np.abs(values - reference)
 
-    channels = []
-    for raw in (magnitude, deviation):
-        likelihood = AnomalyLikelihood(config.history, config.smoothing, config.stats_history, config.decades)
-        likelihood.warm_up(raw[:probation])
-        channels.append(likelihood.score(raw[probation:]))
-    combined = np.maximum(*channels)
+    channels = [likelihood_scores(raw, probation, config.smoothing, config) for raw in (magnitude, deviation)]
+    gate = PersistenceGate(
+        config.run_level, config.persist_window, config.persist_count, config.persist_damping
+    )
+    combined = gate.apply(np.maximum(*channels))
+    if config.long_smoothing > 0:  # sustained regimes; persistent by construction, so not gated
+        sustained = likelihood_scores(magnitude, probation, config.long_smoothing, config)
+        combined = np.maximum(combined, sustained)
 
     breaker = RangeBreak(config.range_margin)
     breaker.warm_up(values[:probation])
@@ -184,7 +206,8 @@ def detect(values: np.ndarray, timestamps: pd.DatetimeIndex, config: DetectorCon
     season_break[known[probation:]] = season_breaker.score(seasonal[probation:][known[probation:]])
     combined = np.maximum(combined, season_break)
 
-    suppressor = RunSuppressor(config.run_level, config.cooldown, config.damping)
+    escalation = config.escalation if config.escalation > 0 else None
+    suppressor = RunSuppressor(config.run_level, config.cooldown, config.damping, escalation)
     scores = np.zeros(n)
     scores[probation:] = suppressor.apply(combined)
     return scores

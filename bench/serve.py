@@ -62,12 +62,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(models_dir: Path, port: int, threads: int) -> subprocess.Popen[bytes]:
+def start_server(
+    models_dir: Path, port: int, threads: int, inference_process: bool = True
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "TSWATCH_MODELS_DIR": str(models_dir),
         "TSWATCH_ENABLE_ECHO": "true",
         "TSWATCH_TORCH_THREADS": str(threads),
+        "TSWATCH_INFERENCE_PROCESS": str(inference_process).lower(),
     }
     command = [sys.executable, "-m", "app.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -112,13 +115,19 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--duration", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the server")
+    parser.add_argument(
+        "--inference",
+        choices=["process", "thread"],
+        default="process",
+        help="where batched forecasts run (TSWATCH_INFERENCE_PROCESS)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("bench/serve.py needs wrk (apt-get install wrk)")
     workdir = Path(tempfile.mkdtemp(prefix="tswatch-bench-"))
     train(workdir / "models")
     port = free_port()
-    server = start_server(workdir / "models", port, args.threads)
+    server = start_server(workdir / "models", port, args.threads, args.inference == "process")
     series = 10 + 3 * np.sin(2 * np.pi * np.arange(96) / 24)
     body = json.dumps({"series": [{"id": "s", "values": [round(v, 4) for v in series]}], "horizon": 24})
     try:
@@ -135,7 +144,10 @@ def main() -> None:
         server.send_signal(signal.SIGTERM)
         server.wait(30)
         shutil.rmtree(workdir, ignore_errors=True)
-    print(f"{args.connections} connections, {args.duration} s each, one server process on 127.0.0.1")
+    print(
+        f"{args.connections} connections, {args.duration} s each, one server on 127.0.0.1, "
+        f"inference in a {args.inference}"
+    )
     print(
         f"{'endpoint':<10} {'req/s':>9} {'errors':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'p99/p50':>8}"
     )

@@ -1,7 +1,7 @@
 """Streaming post-processing of raw anomaly scores (pure numpy), one small class per rule.
 
 Measured on NAB-style data (``shared/notes/anomaly-findings.md``), what happens after the forecaster decides most
-of a detector's quality. Three generally useful rules, each applied row by row using only the current row and
+of a detector's quality. Four generally useful rules, each applied row by row using only the current row and
 earlier ones:
 
 * `AnomalyLikelihood`: a raw score (e.g. a residual magnitude) becomes its rank among recent raw scores; the
@@ -9,10 +9,14 @@ earlier ones:
   Numenta's "anomaly likelihood"). Output: ``min(1, -log10(p) / decades)``: a score of 0.5 with
   ``decades=10`` means p = 1e-5 whatever the series' scale, so one threshold is meaningful across series.
 * `RunSuppressor`: only the first row of a run of very unlikely rows keeps its score; later rows of the run
-  (and rows within `cooldown` rows of the last alarm) are damped. An operator, and NAB's scoring, gain from the
-  earliest alarm of an incident and pay for every repeated one.
+  (and rows within `cooldown` rows of the last alarm) are damped, unless a row is clearly more severe than
+  everything in the run so far (`escalation`). An operator, and NAB's scoring, gain from the earliest alarm of an
+  incident and pay for every repeated one.
 * `RangeBreak`: a value outside the range of every earlier value, widened by `margin` times that range,
   scores 1 (0 otherwise). It needs no model and catches level shifts the forecaster absorbs.
+* `PersistenceGate`: a score of at least `level` keeps its value only once at least `min_count` of the last
+  `window` scores reached `level`; a brief excursion is damped. On NAB, marginal excursions of a short-mean
+  likelihood lasting one to three rows were mostly false positives, while incidents keep it high for longer.
 
 Every class has `to_state()` / `from_state()` (JSON-serialisable) like the other `app.anomaly` classes; public
 methods validate their inputs, the private ``_..._core`` methods trust them.
@@ -135,15 +139,30 @@ class RunSuppressor:
     A row with score >= `level` is an alarm. If the previous alarm lies at most `cooldown` rows back, the row's
     score is multiplied by `damping` (it belongs to the same run); otherwise it keeps its score. Every alarm,
     kept or damped, extends the run. Rows below `level` are passed through unchanged.
+
+    Escalation: an alarm inside a run whose score is at least the run's peak score plus `escalation` keeps its
+    score (and becomes the new peak). Without it, a series with a moderately unlikely event more often than
+    every `cooldown` rows (e.g. a regular spike) is one endless run, and even a certain anomaly (score 1) that
+    follows is silenced. Scores such as `AnomalyLikelihood`'s are log-scaled probabilities, so an additive step
+    is a fixed factor in probability (0.5 with ``decades=10``: 1e5 times less likely than the run's peak).
+    ``escalation=None`` (the default) never escalates.
     """
 
-    def __init__(self, level: float = 0.5, cooldown: int = 20, damping: float = 0.5) -> None:
+    def __init__(
+        self, level: float = 0.5, cooldown: int = 20, damping: float = 0.5, escalation: float | None = None
+    ) -> None:
         self.level = in_open_interval("level", level, 0.0, 1.0, "Use the score of a 'very unlikely' row.")
         self.cooldown = positive_int("cooldown", cooldown)
         self.damping = real_number("damping", damping)
         if not 0.0 <= self.damping < 1.0:
             raise ValueError(f"damping must be in [0, 1); got {self.damping!r}. Use e.g. 0.5.")
+        self.escalation = None if escalation is None else real_number("escalation", escalation)
+        if self.escalation is not None and self.escalation <= 0.0:
+            raise ValueError(
+                f"escalation must be > 0; got {self.escalation!r}. Use e.g. 0.5, or None for none."
+            )
         self._since_alarm: int | None = None
+        self._peak = 0.0  # highest alarm score of the current run
 
     def apply(self, scores: Any) -> FloatArray:
         """Suppressed scores, continuing the run state of earlier calls: [N] in [0, 1] -> [N]."""
@@ -155,15 +174,20 @@ class RunSuppressor:
 
     def _apply_core(self, values: FloatArray) -> FloatArray:
         out = values.copy()
-        since = self._since_alarm
+        since, peak = self._since_alarm, self._peak
+        step = math.inf if self.escalation is None else self.escalation
         for i, value in enumerate(values):
             if since is not None:
                 since += 1
             if value >= self.level:
                 if since is not None and since <= self.cooldown:
-                    out[i] = value * self.damping
+                    if value < peak + step:
+                        out[i] = value * self.damping
+                    peak = max(peak, value)
+                else:
+                    peak = value
                 since = 0
-        self._since_alarm = since
+        self._since_alarm, self._peak = since, peak
         return out
 
     def to_state(self) -> dict[str, Any]:
@@ -172,7 +196,9 @@ class RunSuppressor:
             "level": self.level,
             "cooldown": self.cooldown,
             "damping": self.damping,
+            "escalation": self.escalation,
             "since_alarm": self._since_alarm,
+            "peak": float(self._peak),
         }
 
     @classmethod
@@ -182,10 +208,79 @@ class RunSuppressor:
             level=state_field(state, "level", cls.__name__),
             cooldown=state_field(state, "cooldown", cls.__name__),
             damping=state_field(state, "damping", cls.__name__),
+            escalation=state.get("escalation"),
         )
         since = state_field(state, "since_alarm", cls.__name__)
         suppressor._since_alarm = None if since is None else positive_int("state['since_alarm']", since, 0)
+        suppressor._peak = real_number("state['peak']", state.get("peak", 0.0))
         return suppressor
+
+
+class PersistenceGate:
+    """Damp scores >= `level` until at least `min_count` of the last `window` scores reached `level`.
+
+    Per row (streaming): count the rows among the `window` most recent ones (including this one) whose score
+    is >= `level`. A row scoring >= `level` keeps its score if that count is >= `min_count`, else its score is
+    multiplied by `damping`. Rows below `level` pass unchanged. An alarm is thus delayed by up to
+    `min_count - 1` rows and a brief excursion of a smoothed score (a likelihood crossing `level` for a row or
+    two) does not count as an alarm.
+    """
+
+    def __init__(
+        self, level: float = 0.3, window: int = 10, min_count: int = 4, damping: float = 0.5
+    ) -> None:
+        self.level = in_open_interval("level", level, 0.0, 1.0, "Use the run level of the RunSuppressor.")
+        self.window = positive_int("window", window)
+        self.min_count = positive_int("min_count", min_count)
+        if self.min_count > self.window:
+            raise ValueError(f"min_count ({self.min_count}) must be <= window ({self.window}).")
+        self.damping = real_number("damping", damping)
+        if not 0.0 <= self.damping < 1.0:
+            raise ValueError(f"damping must be in [0, 1); got {self.damping!r}. Use e.g. 0.5.")
+        self._hits: deque[bool] = deque(maxlen=self.window)
+
+    def apply(self, scores: Any) -> FloatArray:
+        """Gated scores, continuing the state of earlier calls: [N] in [0, 1] -> [N]."""
+        values = float_array("scores", scores, ndim=1)
+        require_finite("scores", values, "Replace missing scores by 0.")
+        if np.any((values < 0) | (values > 1)):
+            raise ValueError("scores must lie in [0, 1]; clip or calibrate them first.")
+        return self._apply_core(values)
+
+    def _apply_core(self, values: FloatArray) -> FloatArray:
+        out = values.copy()
+        hits = self._hits
+        count = sum(hits)
+        for i, value in enumerate(values):
+            hit = bool(value >= self.level)
+            if len(hits) == hits.maxlen and hits[0]:
+                count -= 1
+            hits.append(hit)
+            count += hit
+            if hit and count < self.min_count:
+                out[i] = value * self.damping
+        return out
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "kind": "PersistenceGate",
+            "level": self.level,
+            "window": self.window,
+            "min_count": self.min_count,
+            "damping": self.damping,
+            "hits": list(self._hits),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Self:
+        check_kind(state, "PersistenceGate", cls.__name__)
+        keys = ("level", "window", "min_count", "damping")
+        gate = cls(**{key: state_field(state, key, cls.__name__) for key in keys})
+        hits = state_field(state, "hits", cls.__name__)
+        if not isinstance(hits, list) or not all(isinstance(x, bool) for x in hits):
+            raise ValueError("state['hits'] must be a list of booleans.")
+        gate._hits.extend(hits)
+        return gate
 
 
 class RangeBreak:

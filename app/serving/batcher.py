@@ -102,17 +102,17 @@ class MicroBatcher:
     def _finish(self, batch: list[_Pending], done: asyncio.Future[np.ndarray]) -> None:
         self._busy = False
         error = None if done.cancelled() else done.exception()
-        outputs = None
-        if not done.cancelled() and error is None:
-            splits = np.cumsum([len(p.windows) for p in batch])[:-1]
-            outputs = np.split(done.result(), splits)  # [sum n, H, Q] -> per request [n, H, Q]
-        for index, pending in enumerate(batch):
+        output = None if done.cancelled() or error is not None else done.result()  # [sum n, H, Q]
+        start = 0
+        for pending in batch:
+            rows = len(pending.windows)
             if pending.future.done():
-                continue
-            if outputs is not None:
-                pending.future.set_result(outputs[index])
+                pass
+            elif output is not None:
+                pending.future.set_result(output[start : start + rows])  # [n, H, Q]
             else:
                 pending.future.set_exception(error or asyncio.CancelledError())
+            start += rows
         if self._pending:
             self._flush()
 

@@ -35,7 +35,7 @@ def encode_frame(header: dict[str, Any], arrays: tuple[np.ndarray, ...] | list[n
     return PREFIX.pack(len(head), len(payload)) + head + payload
 
 
-def decode_frame(head: bytes, payload: bytes) -> Frame:
+def decode_frame(head: bytes, payload: bytes | memoryview) -> Frame:
     try:
         header = json.loads(head)
         specs = header.pop("arrays")

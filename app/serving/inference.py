@@ -92,7 +92,9 @@ def require_finite(series: list[SeriesInput], forecasts: np.ndarray, positions: 
     finite = np.isfinite(forecasts)
     if finite.all():
         return
-    position = int(np.flatnonzero(~finite.reshape(len(series), -1).all(axis=1))[0])  # [n, ...] -> [n] -> first
+    position = int(
+        np.flatnonzero(~finite.reshape(len(series), -1).all(axis=1))[0]
+    )  # [n, ...] -> [n] -> first
     raise InvalidInputError(
         f"series {series[position].id!r}: the model produced non-finite forecasts; its values are too large in "
         "magnitude (or spread) for single-precision inference, so rescale them (e.g. to other units)",

@@ -111,8 +111,8 @@ class InferenceWorker:
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError, FrameError):
             while True:
                 head_size, payload_size = PREFIX.unpack(await reader.readexactly(PREFIX.size))
-                head = await reader.readexactly(head_size)
-                self._resolve(decode_frame(head, await reader.readexactly(payload_size)))
+                body = await reader.readexactly(head_size + payload_size)
+                self._resolve(decode_frame(body[:head_size], memoryview(body)[head_size:]))
         if not self._closing:
             self._lost()
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from app.anomaly.postprocess import AnomalyLikelihood, RangeBreak, RunSuppressor
+from app.anomaly.postprocess import AnomalyLikelihood, PersistenceGate, RangeBreak, RunSuppressor
 
 
 def roundtrip(state: dict) -> dict:
@@ -145,3 +145,100 @@ def test_range_break_rejects_bad_input() -> None:
         RangeBreak(margin=-1)
     with pytest.raises(ValueError, match="values"):
         RangeBreak().score([1.0, np.nan])
+
+
+# ----------------------------------------------------------------------------------------------- persistence gate
+# Appended to tests/anomaly/test_postprocess.py; the module's import line then reads:
+# from app.anomaly.postprocess import AnomalyLikelihood, PersistenceGate, RangeBreak, RunSuppressor
+
+
+def test_gate_damps_brief_excursions_and_keeps_sustained_ones() -> None:
+    scores = np.array([0.0, 0.5, 0.0, 0.0, 0.4, 0.4, 0.4, 0.4, 0.1])
+    out = PersistenceGate(level=0.3, window=4, min_count=3, damping=0.5).apply(scores)
+    # row 1 is alone; rows 4-5 have 1-2 hits in their window; rows 6-7 have 3-4; row 8 is below level
+    np.testing.assert_allclose(out, [0.0, 0.25, 0.0, 0.0, 0.2, 0.2, 0.4, 0.4, 0.1])
+
+
+def test_gate_counts_hits_in_a_sliding_window_only() -> None:
+    scores = np.array([0.5, 0.5, 0.0, 0.0, 0.0, 0.5, 0.5])
+    out = PersistenceGate(level=0.3, window=3, min_count=2, damping=0.0).apply(scores)
+    # row 5: row 1 has left its 3-row window -> a single hit again; row 6: two hits
+    np.testing.assert_allclose(out, [0.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.5])
+
+
+def test_gate_with_min_count_one_changes_nothing() -> None:
+    scores = np.random.default_rng(0).random(100)
+    np.testing.assert_allclose(PersistenceGate(0.3, 10, 1).apply(scores), scores)
+
+
+def test_gate_streaming_equals_batch_through_state() -> None:
+    scores = np.random.default_rng(1).random(300) ** 3
+    whole = PersistenceGate(0.3, 10, 4).apply(scores)
+    first = PersistenceGate(0.3, 10, 4)
+    head = first.apply(scores[:137])
+    tail = PersistenceGate.from_state(roundtrip(first.to_state())).apply(scores[137:])
+    np.testing.assert_allclose(np.concatenate([head, tail]), whole)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"window": 3, "min_count": 4}, "min_count"),
+        ({"damping": 1.0}, "damping"),
+        ({"level": 0.0}, "level"),
+        ({"window": 0}, "window"),
+    ],
+)
+def test_gate_rejects_bad_configuration(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        PersistenceGate(**kwargs)
+
+
+def test_gate_rejects_bad_scores_and_state() -> None:
+    with pytest.raises(ValueError, match="scores"):
+        PersistenceGate().apply([0.5, 1.5])
+    with pytest.raises(ValueError, match="hits"):
+        PersistenceGate.from_state({**PersistenceGate().to_state(), "hits": [1, 0]})
+    with pytest.raises(ValueError, match="kind"):
+        PersistenceGate.from_state(RunSuppressor().to_state())
+
+
+# ----------------------------------------------------------------------------------------------- escalation
+
+
+def test_suppressor_escalation_keeps_a_clearly_stronger_alarm_inside_a_run() -> None:
+    scores = np.array([0.4, 0.0, 0.45, 1.0, 0.0, 0.9])
+    plain = RunSuppressor(level=0.3, cooldown=5, damping=0.0).apply(scores)
+    np.testing.assert_allclose(plain, [0.4, 0.0, 0.0, 0.0, 0.0, 0.0])
+    escalating = RunSuppressor(level=0.3, cooldown=5, damping=0.0, escalation=0.5).apply(scores)
+    # 0.45 < 0.4 + 0.5 (damped, but raises the run's peak to 0.45); 1.0 >= 0.45 + 0.5 is kept and becomes
+    # the peak; 0.9 < 1.0 + 0.5 is damped
+    np.testing.assert_allclose(escalating, [0.4, 0.0, 0.0, 1.0, 0.0, 0.0])
+
+
+def test_suppressor_escalation_peak_resets_with_a_new_run() -> None:
+    scores = np.array([0.9, 0.0, 0.0, 0.0, 0.4, 0.95])
+    out = RunSuppressor(level=0.3, cooldown=2, damping=0.0, escalation=0.5).apply(scores)
+    # row 4 starts a new run (4 rows after the last alarm), so 0.95 >= 0.4 + 0.5 escalates
+    np.testing.assert_allclose(out, [0.9, 0.0, 0.0, 0.0, 0.4, 0.95])
+
+
+def test_suppressor_escalation_streaming_equals_batch_through_state() -> None:
+    scores = np.random.default_rng(2).random(200) ** 4
+    whole = RunSuppressor(0.3, 20, 0.0, 0.3).apply(scores)
+    first = RunSuppressor(0.3, 20, 0.0, 0.3)
+    head = first.apply(scores[:77])
+    tail = RunSuppressor.from_state(roundtrip(first.to_state())).apply(scores[77:])
+    np.testing.assert_allclose(np.concatenate([head, tail]), whole)
+
+
+def test_suppressor_reads_a_state_without_escalation_fields() -> None:
+    old = {"kind": "RunSuppressor", "level": 0.5, "cooldown": 5, "damping": 0.5, "since_alarm": 1}
+    restored = RunSuppressor.from_state(old)
+    assert restored.escalation is None
+    np.testing.assert_allclose(restored.apply([0.9, 0.2]), [0.45, 0.2])
+
+
+def test_suppressor_rejects_bad_escalation() -> None:
+    with pytest.raises(ValueError, match="escalation"):
+        RunSuppressor(escalation=0.0)
