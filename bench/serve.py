@@ -108,12 +108,24 @@ def drive(url: str, body: str, connections: int, duration: int, workdir: Path) -
     return {"rps": requests / seconds, "errors": errors, "p50": p50, "p95": p95, "p99": p99}
 
 
+def combine(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Rounds of one endpoint as one run: total throughput, mean p50/p95, worst p99 (wrk gives no raw samples)."""
+    return {
+        "rps": float(np.mean([row["rps"] for row in rows])),
+        "errors": sum(row["errors"] for row in rows),
+        "p50": float(np.mean([row["p50"] for row in rows])),
+        "p95": float(np.mean([row["p95"] for row in rows])),
+        "p99": max(row["p99"] for row in rows),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--duration", type=int, default=20)
+    parser.add_argument("--duration", type=int, default=20, help="seconds per endpoint, over all rounds")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating echo/forecast rounds")
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the server")
     parser.add_argument(
         "--inference",
@@ -133,20 +145,22 @@ def main() -> None:
     try:
         base = f"http://127.0.0.1:{port}"
         drive(f"{base}/v1/models/bench/forecast", body, args.connections, 3, workdir)  # warm-up
-        results = {
-            "echo": drive(f"{base}/v1/echo", body, args.connections, args.duration, workdir),
-            "forecast": drive(
-                f"{base}/v1/models/bench/forecast", body, args.connections, args.duration, workdir
-            ),
-        }
+        urls = {"echo": f"{base}/v1/echo", "forecast": f"{base}/v1/models/bench/forecast"}
+        slice_seconds = max(1, round(args.duration / args.rounds))
+        rounds: dict[str, list[dict[str, float]]] = {name: [] for name in urls}
+        for _ in range(args.rounds):  # alternate, so a drift in machine speed hits both endpoints alike
+            for name, url in urls.items():
+                rounds[name].append(drive(url, body, args.connections, slice_seconds, workdir))
+        results = {name: combine(rows) for name, rows in rounds.items()}
+        ratios = [f["rps"] / e["rps"] for e, f in zip(rounds["echo"], rounds["forecast"], strict=True)]
         metrics = httpx.get(f"{base}/metrics").text
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(30)
         shutil.rmtree(workdir, ignore_errors=True)
     print(
-        f"{args.connections} connections, {args.duration} s each, one server on 127.0.0.1, "
-        f"inference in a {args.inference}"
+        f"{args.connections} connections, {args.rounds} alternating rounds of {slice_seconds} s per endpoint, "
+        f"one server on 127.0.0.1, inference in a {args.inference}"
     )
     print(
         f"{'endpoint':<10} {'req/s':>9} {'errors':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'p99/p50':>8}"
@@ -157,7 +171,8 @@ def main() -> None:
             f"{name:<10} {row['rps']:>9.0f} {row['errors']:>7.0f} {row['p50']:>8.2f} {row['p95']:>8.2f} {row['p99']:>8.2f} {ratio:>8.2f}"
         )
     print(
-        f"forecast / echo throughput: {results['forecast']['rps'] / results['echo']['rps']:.2f} (target >= 0.8)"
+        f"forecast / echo throughput: {results['forecast']['rps'] / results['echo']['rps']:.2f} (target >= 0.8); "
+        f"per round: {' '.join(f'{r:.2f}' for r in ratios)}"
     )
     sums = re.search(r"tswatch_batch_size_sum ([\d.e+]+)", metrics)
     counts = re.search(r"tswatch_batch_size_count ([\d.e+]+)", metrics)

@@ -46,3 +46,14 @@ def interpolate_quantile(values: np.ndarray, quantiles: tuple[float, ...], targe
     """Linearly interpolate the forecast at quantile `target` from `values` [..., Q] (clamped to the range)."""
     lower, upper, weight = _interpolation(tuple(quantiles), target)
     return values[..., lower] * (1.0 - weight) + values[..., upper] * weight
+
+
+@lru_cache(maxsize=256)
+def interval_interpolation(
+    quantiles: tuple[float, ...], levels: tuple[float, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Interpolation of every interval bound at once: for `levels` [K] the (lower, upper) quantile indices and
+    upper weights [2K] in the order lower(level 0), upper(level 0), lower(level 1), ..."""
+    targets = [bound for level in levels for bound in interval_quantiles(level)]
+    lower, upper, weight = zip(*(_interpolation(quantiles, target) for target in targets), strict=True)
+    return np.array(lower), np.array(upper), np.array(weight, dtype=np.float32)

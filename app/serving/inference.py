@@ -10,7 +10,7 @@ from app.anomaly import CalibrationSet, ResidualDetector
 from app.errors import InvalidInputError
 from app.forecasting.calendar import future_timestamps
 from app.forecasting.forecaster import Forecaster
-from app.forecasting.quantiles import interpolate_quantile, interval_quantiles
+from app.forecasting.quantiles import interval_interpolation
 
 
 @dataclass(frozen=True)
@@ -89,12 +89,10 @@ def check_horizon(forecaster: Forecaster, horizon: int) -> None:
 
 def require_finite(series: list[SeriesInput], forecasts: np.ndarray, positions: bool = True) -> None:
     """Refuse forecasts [n, ...] that overflowed the network's single precision, instead of serving NaN/inf."""
-    finite = np.isfinite(forecasts)
-    if finite.all():
+    if np.isfinite(forecasts.sum(dtype=np.float64)):  # a float64 sum of float32 values cannot overflow
         return
-    position = int(
-        np.flatnonzero(~finite.reshape(len(series), -1).all(axis=1))[0]
-    )  # [n, ...] -> [n] -> first
+    finite = np.isfinite(forecasts).reshape(len(series), -1).all(axis=1)  # [n, ...] -> [n]
+    position = int(np.flatnonzero(~finite)[0])
     raise InvalidInputError(
         f"series {series[position].id!r}: the model produced non-finite forecasts; its values are too large in "
         "magnitude (or spread) for single-precision inference, so rescale them (e.g. to other units)",
@@ -105,7 +103,9 @@ def require_finite(series: list[SeriesInput], forecasts: np.ndarray, positions: 
 def model_inputs(forecaster: Forecaster, series: list[SeriesInput]) -> tuple[np.ndarray, np.ndarray | None]:
     """The last window of every series: [n, L] (and calendar inputs [n, L, C])."""
     window = forecaster.spec.window
-    windows = np.stack([item.values[-window:] for item in series]).astype(np.float32)
+    windows = np.empty((len(series), window), dtype=np.float32)
+    for row, item in zip(windows, series, strict=True):
+        row[:] = item.values[-window:]
     if not forecaster.uses_calendar:
         return windows, None
     stamps = np.stack([item.timestamps[-window:] for item in series])  # type: ignore[index]
@@ -123,11 +123,11 @@ def shape_forecasts(
     spec = forecaster.spec
     cut = quantiles[:, :horizon]  # [n, H_model, Q] -> [n, H, Q]
     require_finite(series, cut)
-    intervals = []
-    for level in levels:
-        low, high = interval_quantiles(level)
-        lower = interpolate_quantile(cut, spec.quantiles, low)  # [n, H, Q] -> [n, H]
-        intervals.append(Interval(level, lower, interpolate_quantile(cut, spec.quantiles, high)))
+    lower, upper, weight = interval_interpolation(spec.quantiles, tuple(levels))  # [2K] each
+    bounds = cut[..., lower] * (1.0 - weight) + cut[..., upper] * weight  # [n, H, Q] -> [n, H, 2K]
+    intervals = [
+        Interval(level, bounds[..., 2 * k], bounds[..., 2 * k + 1]) for k, level in enumerate(levels)
+    ]
     stamps = [
         None if item.timestamps is None else future_timestamps(item.timestamps[-1], spec.frequency, horizon)
         for item in series

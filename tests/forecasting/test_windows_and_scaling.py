@@ -3,7 +3,14 @@ import pytest
 import torch
 
 from app.forecasting.metrics import seasonal_naive_forecast
-from app.forecasting.quantiles import available_levels, interval_quantiles, pinball_loss
+from app.forecasting.quantiles import (
+    DEFAULT_QUANTILES,
+    available_levels,
+    interpolate_quantile,
+    interval_interpolation,
+    interval_quantiles,
+    pinball_loss,
+)
 from app.forecasting.scaling import Scaling
 from app.forecasting.windows import SplitBounds, gather_windows, sliding_windows
 
@@ -76,3 +83,18 @@ def test_seasonal_naive_repeats_the_last_season_and_season_one_is_the_random_wal
     values = np.arange(10, dtype=float)
     assert seasonal_naive_forecast(values, np.array([6]), horizon=4, season=3).tolist() == [[3, 4, 5, 3]]
     assert seasonal_naive_forecast(values, np.array([6]), horizon=2, season=1).tolist() == [[5, 5]]
+
+
+def test_all_interval_bounds_at_once_match_one_by_one_interpolation() -> None:
+    forecasts = np.sort(np.random.default_rng(0).normal(size=(3, 5, len(DEFAULT_QUANTILES))), axis=-1)
+    levels = (80.0, 95.0, 50.0, 99.0)  # 99 lies beyond the grid: clamped like the one-by-one version
+    lower, upper, weight = interval_interpolation(DEFAULT_QUANTILES, levels)
+    bounds = forecasts[..., lower] * (1.0 - weight) + forecasts[..., upper] * weight
+    for k, level in enumerate(levels):
+        low, high = interval_quantiles(level)
+        np.testing.assert_allclose(
+            bounds[..., 2 * k], interpolate_quantile(forecasts, DEFAULT_QUANTILES, low), rtol=1e-6
+        )
+        np.testing.assert_allclose(
+            bounds[..., 2 * k + 1], interpolate_quantile(forecasts, DEFAULT_QUANTILES, high), rtol=1e-6
+        )
