@@ -55,6 +55,11 @@ class ApiMetrics:
         self.anomaly_points = Counter(
             "tswatch_anomalies", "Points flagged as anomalous.", ("model", "version"), registry=self.registry
         )
+        self.worker_restarts = Counter(
+            "tswatch_inference_worker_restarts",
+            "Times the inference worker process died and was started again.",
+            registry=self.registry,
+        )
         self.batch_size = Histogram(
             "tswatch_batch_size",
             "Series per forward pass (above 1 when micro-batching coalesces requests).",
@@ -80,6 +85,9 @@ class ApiMetrics:
 
     def anomalies(self, name: str, version: int | str, n: int) -> None:
         self.anomaly_points.labels(name, str(version)).inc(n)
+
+    def worker_restarted(self) -> None:
+        self.worker_restarts.inc()
 
     def batch(self, n: int) -> None:
         self.batch_size.observe(n)

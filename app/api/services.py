@@ -66,7 +66,11 @@ class Services:
             batch_max_wait=settings.batch_max_wait_ms / 1000.0,
             batch_max_size=settings.batch_max_size,
             hooks=hooks,
-            worker=InferenceWorker(settings.torch_threads) if settings.inference_process else None,
+            worker=(
+                InferenceWorker(settings.torch_threads, on_restart=metrics.worker_restarted)
+                if settings.inference_process
+                else None
+            ),
         )
         services = cls(settings, metrics, database, registry, keys, pool, executor)
         services.streams = StreamService(database, pool)

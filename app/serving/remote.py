@@ -14,6 +14,7 @@ import logging
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,8 +39,11 @@ class _Waiter:
 
 
 class InferenceWorker:
-    def __init__(self, threads: int = 1, restart_delay: float = 0.5) -> None:
+    def __init__(
+        self, threads: int = 1, restart_delay: float = 0.5, on_restart: Callable[[], None] | None = None
+    ) -> None:
         self._threads = threads
+        self._on_restart = on_restart or (lambda: None)
         self._restart_delay = restart_delay
         self._process: subprocess.Popen[bytes] | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -138,6 +142,7 @@ class InferenceWorker:
             await asyncio.to_thread(self._process.wait)
         await asyncio.sleep(self._restart_delay)
         self.restarts += 1
+        self._on_restart()
         try:
             await self.start()
         except Exception:

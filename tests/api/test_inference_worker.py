@@ -87,6 +87,8 @@ def test_a_killed_worker_is_replaced_and_the_server_keeps_answering(tiny_models_
         return response.json() if response.status_code == 200 else None
 
     assert wait_for(answered)["forecasts"] == before["forecasts"]
+    with server.client() as client:
+        assert "tswatch_inference_worker_restarts_total 1.0" in client.get("/metrics").text
     assert "inference worker" in server.log() and "restarted" in server.log()
     assert server.stop() == 0
     wait_for(lambda: not Path(f"/proc/{replacement}").exists())  # the worker never outlives the server
