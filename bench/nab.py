@@ -14,7 +14,10 @@ Detector (one configuration, `DetectorConfig`):
    (level changes that stay inside the range, which a difference forecaster absorbs after one row).
 4. `AnomalyLikelihood` (app.anomaly.postprocess), per raw score: rank among recent raw scores, short-term
    mean of the ranks, Gaussian tail against the long-run distribution of that mean, on a log scale; the
-   larger of the two channels counts. `PersistenceGate` then damps such a likelihood alarm until the
+   larger of the channels counts. A third and fourth channel rank the signed residual itself, once upwards and
+   once downwards (`signed_likelihood`): a run of small residuals all on one side (a slow drift, a day that
+   stays below its usual level) raises the mean rank of one side even when every magnitude is ordinary, and
+   the two sides are judged separately. `PersistenceGate` then damps such a likelihood alarm until the
    likelihood has been "very unlikely" on at least `persist_count` of the last `persist_window` rows: brief
    excursions of the short mean were mostly false positives.
 5. Sustained regimes: the forecast residual is scored a second time with a long mean of the ranks
@@ -84,6 +87,7 @@ class DetectorConfig:
     season_margin: float = 0.2  # range widening for the seasonal-residual range break
     history: int = 1000  # raw scores a magnitude is ranked against
     smoothing: int = 10  # ranks in the short-term mean
+    signed_likelihood: bool = True  # also rank the signed residual, up and down separately (gated like above)
     long_smoothing: int = 50  # ranks in the long-term mean of a second residual likelihood (0 = off)
     stats_history: int = 2000  # short-term means the current one is compared with
     decades: float = 10.0
@@ -177,17 +181,21 @@ def detect(values: np.ndarray, timestamps: pd.DatetimeIndex, config: DetectorCon
     diffs, quantiles, levels = forecast_differences(values, timestamps, probation, config)
     floor = config.spread_floor * robust_scale(diffs[1:probation])
     scorer = SpreadResidualScorer(absolute_floor=floor)
-    magnitude = scorer.score(diffs, quantiles[:, 0, :], levels).magnitude  # [N], NaN without a forecast
+    residuals = scorer.score(diffs, quantiles[:, 0, :], levels)
+    magnitude = residuals.magnitude  # [N], NaN without a forecast
 
     # distance of each value from the median of the `level_window` values before it (NaN for the first rows)
     reference = pd.Series(values).shift(1).rolling(config.level_window, min_periods=50).median().to_numpy()
     deviation = np.abs(values - reference)
 
-    channels = [likelihood_scores(raw, probation, config.smoothing, config) for raw in (magnitude, deviation)]
+    raws = [magnitude, deviation]
+    if config.signed_likelihood:  # one-sided runs of ordinary-sized residuals (a drift, a low day)
+        raws += [residuals.signed, -residuals.signed]
+    channels = [likelihood_scores(raw, probation, config.smoothing, config) for raw in raws]
     gate = PersistenceGate(
         config.run_level, config.persist_window, config.persist_count, config.persist_damping
     )
-    combined = gate.apply(np.maximum(*channels))
+    combined = gate.apply(np.max(channels, axis=0))
     if config.long_smoothing > 0:  # sustained regimes; persistent by construction, so not gated
         sustained = likelihood_scores(magnitude, probation, config.long_smoothing, config)
         combined = np.maximum(combined, sustained)

@@ -242,3 +242,22 @@ def test_suppressor_reads_a_state_without_escalation_fields() -> None:
 def test_suppressor_rejects_bad_escalation() -> None:
     with pytest.raises(ValueError, match="escalation"):
         RunSuppressor(escalation=0.0)
+
+
+def _signed_likelihood(raw: np.ndarray, warm: int) -> np.ndarray:
+    likelihood = AnomalyLikelihood(history=1000, smoothing=10, stats_history=2000, decades=10.0)
+    likelihood.warm_up(raw[:warm])
+    return likelihood.score(raw[warm:])
+
+
+def test_signed_ranks_flag_one_sided_run_of_ordinary_residuals() -> None:
+    rng = np.random.default_rng(0)
+    signed = rng.normal(size=3000)
+    # 30 rows of ordinary-sized residuals (|r| ~ 1, the 68th percentile of |N(0, 1)|), all below zero
+    signed[2500:2530] = -np.abs(rng.normal(1.0, 0.1, size=30))
+    down = _signed_likelihood(-signed, 1000)[1500:1530]
+    up = _signed_likelihood(signed, 1000)[1500:1530]
+    magnitude = _signed_likelihood(np.abs(signed), 1000)[1500:1530]
+    assert down.max() >= 0.3  # "very unlikely" (p <= 1e-3) on the downward side
+    assert up.max() < 0.3  # the upward side sees nothing unusual
+    assert magnitude.max() < 0.3  # nor does the magnitude channel
