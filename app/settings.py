@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     batch_max_wait_ms: float = Field(
         0.0, ge=0, description="Extra wait for company when the model is idle (0: none)."
     )
-    batch_max_size: int = Field(256, ge=1, description="Most series coalesced into one forward pass.")
+    batch_max_size: int = Field(256, ge=1, description="Most forecast requests answered in one batch.")
     shutdown_grace_seconds: float = Field(8.0, ge=0, description="Time in-flight requests get on SIGTERM.")
     enable_echo: bool = Field(
         False, description="Serve POST /v1/echo, the HTTP-stack baseline of bench/serve.py."

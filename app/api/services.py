@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from app.api.forecast_bodies import answer_forecasts
 from app.api.metrics import ApiMetrics
 from app.registry.database import Database
 from app.registry.factory import open_database, open_registry
@@ -66,8 +67,11 @@ class Services:
             batch_max_wait=settings.batch_max_wait_ms / 1000.0,
             batch_max_size=settings.batch_max_size,
             hooks=hooks,
+            answer=answer_forecasts,
             worker=(
-                InferenceWorker(settings.torch_threads, on_restart=metrics.worker_restarted)
+                InferenceWorker(
+                    settings.torch_threads, on_restart=metrics.worker_restarted, answer=answer_forecasts
+                )
                 if settings.inference_process
                 else None
             ),

@@ -22,7 +22,8 @@ from app.anomaly import CalibrationSet
 from app.errors import NotFoundError, TswatchError
 from app.registry.loading import LoadedModel
 from app.registry.store import Registry, VersionInfo
-from app.serving.batcher import MicroBatcher, RunBatch, in_thread
+from app.serving.batcher import MicroBatcher
+from app.serving.bodies import AnswerBodies, BodyReply
 from app.serving.remote import InferenceWorker
 
 logger = logging.getLogger("tswatch.serving")
@@ -30,10 +31,13 @@ logger = logging.getLogger("tswatch.serving")
 Selector = tuple[str, str | None]
 
 
+RunBatch = Callable[[list[bytes]], "asyncio.Future[list[BodyReply]]"]
+
+
 @dataclass
 class ServedModel:
     loaded: LoadedModel
-    batcher: MicroBatcher
+    batcher: MicroBatcher[bytes, BodyReply]
     calibration: CalibrationSet
 
     @property
@@ -58,7 +62,8 @@ class ModelPool:
     batch_max_wait: float = 0.002
     batch_max_size: int = 256
     hooks: PoolHooks = field(default_factory=PoolHooks)
-    worker: InferenceWorker | None = None  # runs batched forecasts; None: the inference thread does
+    answer: AnswerBodies | None = None  # answers forecast request bodies (app.api supplies it)
+    worker: InferenceWorker | None = None  # runs `answer` in a child process; None: the inference thread does
     _models: dict[tuple[str, int], ServedModel] = field(default_factory=dict)
     _routes: dict[Selector, int] = field(default_factory=dict)
     _locks: dict[tuple[str, int], asyncio.Lock] = field(default_factory=dict)
@@ -99,20 +104,40 @@ class ModelPool:
             raise
         self.hooks.on_load(info.name, info.version, True)
         calibration = CalibrationSet.from_state(loaded.manifest["anomaly"]["calibration"])
-        batcher = MicroBatcher(
-            run_batch,
-            self.batch_max_wait,
-            self.batch_max_size,
-            self.hooks.on_batch,
-        )
+        batcher = MicroBatcher(run_batch, self.batch_max_wait, self.batch_max_size)
         return ServedModel(loaded=loaded, batcher=batcher, calibration=calibration)
 
     async def _batch_runner(self, loaded: LoadedModel) -> RunBatch:
-        if self.worker is None:
-            return in_thread(loaded.forecaster.predict, self.executor)
-        key = f"{loaded.name}:{loaded.version}"
-        await self.worker.load(key, loaded.forecaster)
-        return partial(self.worker.predict, key)
+        ref = {"name": loaded.name, "version": loaded.version}
+        if self.worker is not None:
+            key = f"{loaded.name}:{loaded.version}"
+            await self.worker.load(key, loaded.forecaster)
+            return self._observed(partial(self.worker.answer, key, ref))
+        answer = self.answer
+
+        def run_in_thread(bodies: list[bytes]) -> asyncio.Future[list[BodyReply]]:
+            if answer is None:
+                raise RuntimeError("this model pool was built without a forecast body handler")
+            loop = asyncio.get_running_loop()
+            return loop.run_in_executor(self.executor, answer, loaded.forecaster, ref, bodies)
+
+        return self._observed(run_in_thread)
+
+    def _observed(self, run_batch: RunBatch) -> RunBatch:
+        """Report the series of every forward pass (known only once the bodies are parsed) to `on_batch`."""
+
+        def run(bodies: list[bytes]) -> asyncio.Future[list[BodyReply]]:
+            job = run_batch(bodies)
+            job.add_done_callback(self._report_batch)
+            return job
+
+        return run
+
+    def _report_batch(self, job: asyncio.Future[list[BodyReply]]) -> None:
+        if not job.cancelled() and job.exception() is None:
+            series = sum(reply.series for reply in job.result())
+            if series:
+                self.hooks.on_batch(series)
 
     def _load_and_warm(self, info: VersionInfo) -> LoadedModel:
         loaded = self.registry.load(info)

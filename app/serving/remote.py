@@ -23,6 +23,7 @@ from safetensors.torch import save as save_safetensors
 
 from app.errors import UnavailableError
 from app.forecasting.forecaster import Forecaster
+from app.serving.bodies import AnswerBodies, BodyReply, import_path
 from app.serving.frames import PREFIX, Frame, FrameError, decode_frame, encode_frame
 
 logger = logging.getLogger("tswatch.serving")
@@ -36,13 +37,29 @@ class InferenceUnavailableError(UnavailableError):
 class _Waiter:
     future: asyncio.Future[Any]
     wants_array: bool
+    wants_replies: bool = False
+
+
+def body_replies(frame: Frame) -> list[BodyReply]:
+    blob, offset, replies = frame.arrays[0].tobytes(), 0, []
+    for described in frame.header["replies"]:
+        body, offset = blob[offset : offset + described["size"]], offset + described["size"]
+        replies.append(
+            BodyReply(described["kind"], body, described["series"], described["detail"], described["fields"])
+        )
+    return replies
 
 
 class InferenceWorker:
     def __init__(
-        self, threads: int = 1, restart_delay: float = 0.5, on_restart: Callable[[], None] | None = None
+        self,
+        threads: int = 1,
+        restart_delay: float = 0.5,
+        on_restart: Callable[[], None] | None = None,
+        answer: AnswerBodies | None = None,
     ) -> None:
         self._threads = threads
+        self._answer = answer
         self._on_restart = on_restart or (lambda: None)
         self._restart_delay = restart_delay
         self._process: subprocess.Popen[bytes] | None = None
@@ -67,11 +84,10 @@ class InferenceWorker:
         parent, child = socket.socketpair()
         with child:
             command = [sys.executable, "-m", "app.serving.worker", "--fd", str(child.fileno())]
-            self._process = subprocess.Popen(
-                [*command, "--threads", str(self._threads)],
-                pass_fds=(child.fileno(),),
-                start_new_session=True,
-            )
+            command += ["--threads", str(self._threads)]
+            if self._answer is not None:
+                command += ["--answer", import_path(self._answer)]
+            self._process = subprocess.Popen(command, pass_fds=(child.fileno(),), start_new_session=True)
         reader, self._writer = await asyncio.open_unix_connection(sock=parent)
         self._reader_task = asyncio.create_task(self._read_replies(reader))
         await asyncio.gather(*(self._send_load(key) for key in list(self._models)))
@@ -94,19 +110,25 @@ class InferenceWorker:
             arrays.append(calendar.astype(np.float32, copy=False))
         return self._request({"op": "predict", "model": key}, arrays, wants_array=True)
 
+    def answer(self, key: str, ref: dict[str, Any], bodies: list[bytes]) -> asyncio.Future[list[BodyReply]]:
+        """Replies of model `key` (reported as `ref`) to raw forecast request bodies, one per body."""
+        blob = np.frombuffer(b"".join(bodies), dtype=np.uint8)
+        header = {"op": "answer", "model": key, "ref": ref, "sizes": [len(body) for body in bodies]}
+        return self._request(header, [blob], wants_array=False, wants_replies=True)
+
     async def _send_load(self, key: str) -> None:
         spec, weights = self._models[key]
         await self._request({"op": "load", "model": key, "spec": spec}, [weights], wants_array=False)
 
     def _request(
-        self, header: dict[str, Any], arrays: list[np.ndarray], wants_array: bool
+        self, header: dict[str, Any], arrays: list[np.ndarray], wants_array: bool, wants_replies: bool = False
     ) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if not self.connected:
             future.set_exception(self._unavailable("is restarting"))
             return future
         request_id = next(self._ids)
-        self._waiters[request_id] = _Waiter(future, wants_array)
+        self._waiters[request_id] = _Waiter(future, wants_array, wants_replies)
         assert self._writer is not None
         self._writer.write(encode_frame({**header, "id": request_id}, arrays))
         return future
@@ -126,6 +148,8 @@ class InferenceWorker:
             return
         if "error" in frame.header:
             waiter.future.set_exception(self._unavailable(f"failed: {frame.header['error']}"))
+        elif waiter.wants_replies:
+            waiter.future.set_result(body_replies(frame))
         else:
             waiter.future.set_result(frame.arrays[0] if waiter.wants_array else None)
 

@@ -3,15 +3,17 @@
 The server's event loop and torch would otherwise share one GIL; every torch call hands it back and forth with
 the loop. In a child process the model computes on another core while the loop only parses and answers HTTP.
 The worker reads frames from an inherited socket (`app.serving.frames`), rebuilds each model from its spec and
-safetensors weights (strict loading, no pickle), and answers `predict` frames in order. It exits when the
+safetensors weights (strict loading, no pickle), and answers `answer` frames (raw forecast request bodies, see
+`app.serving.bodies`) and `predict` frames (model inputs) in order. It exits when the
 server's end of the socket closes, so it never outlives the server (even after `kill -9`).
 
-    python -m app.serving.worker --fd N [--threads T]
+    python -m app.serving.worker --fd N [--threads T] [--answer module:function]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import signal
 import socket
 from typing import Any
@@ -22,6 +24,7 @@ from safetensors.torch import load as load_safetensors
 
 from app.forecasting.forecaster import Forecaster
 from app.registry.loading import build_forecaster
+from app.serving.bodies import AnswerBodies, load_answer
 from app.serving.frames import Frame, encode_frame, read_frame
 
 
@@ -41,10 +44,28 @@ def predict(models: dict[str, Forecaster], frame: Frame) -> np.ndarray:
     return models[frame.header["model"]].predict(windows, calendar).astype(np.float32)  # [B, H, Q]
 
 
-def handle(models: dict[str, Forecaster], frame: Frame) -> bytes:
+def answer(models: dict[str, Forecaster], frame: Frame, answer_bodies: AnswerBodies | None) -> bytes:
+    """Answer raw request bodies: [sizes] of concatenated bytes -> per body a reply (+ concatenated ok bodies)."""
+    if answer_bodies is None:
+        raise ValueError("this worker was started without --answer")
+    blob = frame.arrays[0].tobytes()
+    offsets = itertools.accumulate(frame.header["sizes"], initial=0)
+    bodies = [blob[start:end] for start, end in itertools.pairwise(offsets)]
+    replies = answer_bodies(models[frame.header["model"]], frame.header["ref"], bodies)
+    described = [
+        {"kind": r.kind, "size": len(r.body), "series": r.series, "detail": r.detail, "fields": r.fields}
+        for r in replies
+    ]
+    payload = np.frombuffer(b"".join(r.body for r in replies), dtype=np.uint8)
+    return encode_frame({"id": frame.header.get("id"), "replies": described}, [payload])
+
+
+def handle(models: dict[str, Forecaster], frame: Frame, answer_bodies: AnswerBodies | None = None) -> bytes:
     header: dict[str, Any] = {"id": frame.header.get("id")}
     op = frame.header.get("op")
     try:
+        if op == "answer":
+            return answer(models, frame, answer_bodies)
         if op == "predict":
             return encode_frame(header, [predict(models, frame)])
         if op == "load":
@@ -56,11 +77,11 @@ def handle(models: dict[str, Forecaster], frame: Frame) -> bytes:
     return encode_frame(header)
 
 
-def serve(sock: socket.socket) -> None:
+def serve(sock: socket.socket, answer_bodies: AnswerBodies | None = None) -> None:
     models: dict[str, Forecaster] = {}
     with sock, sock.makefile("rb") as reader, sock.makefile("wb") as writer:
         while (frame := read_frame(reader)) is not None:
-            writer.write(handle(models, frame))
+            writer.write(handle(models, frame, answer_bodies))
             writer.flush()
 
 
@@ -68,10 +89,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="tswatch inference worker (started by `tswatch serve`)")
     parser.add_argument("--fd", type=int, required=True, help="file descriptor of the socket to the server")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--answer", help="module:function answering raw forecast request bodies")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server drains on Ctrl-C and still needs its worker
     torch.set_num_threads(args.threads)
-    serve(socket.socket(fileno=args.fd))
+    serve(socket.socket(fileno=args.fd), load_answer(args.answer) if args.answer else None)
 
 
 if __name__ == "__main__":

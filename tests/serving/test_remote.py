@@ -1,6 +1,7 @@
 """The inference worker as a real child process: same forecasts as in-process, many in flight, restarts."""
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from app.api.forecast_bodies import answer_forecasts
 from app.forecasting.forecaster import Forecaster
 from app.registry.factory import open_registry
 from app.serving.remote import InferenceUnavailableError, InferenceWorker
@@ -103,6 +105,34 @@ def test_a_killed_worker_fails_its_requests_with_503_then_comes_back_with_its_mo
         same_forecasts(await worker.predict("tiny:1", windows[:3], few), forecaster.predict(windows[:3], few))
 
     with_worker(check)
+
+
+def test_the_worker_answers_raw_forecast_bodies_like_the_api_handler(tiny_models_dir: Path) -> None:
+    forecaster = tiny_forecaster(tiny_models_dir)
+    stamps = [f"2024-03-01T{h:02d}:00:00" for h in range(24)] + [
+        f"2024-03-02T{h:02d}:00:00" for h in range(6)
+    ]
+    good = json.dumps({"series": [{"values": list(range(30)), "timestamps": stamps}], "horizon": 3}).encode()
+    bodies = [good, b"not json", good]
+    ref = {"name": "tiny", "version": 1}
+
+    async def check(worker: InferenceWorker) -> None:
+        await worker.load("tiny:1", forecaster)
+        replies = await worker.answer("tiny:1", ref, bodies)
+        local = answer_forecasts(forecaster, ref, bodies)
+        assert [r.kind for r in replies] == [r.kind for r in local] == ["ok", "reparse", "ok"]
+        remote_mean = json.loads(replies[0].body)["forecasts"][0]["mean"]
+        same_forecasts(np.array(remote_mean), np.array(json.loads(local[0].body)["forecasts"][0]["mean"]))
+
+    async def run() -> None:
+        worker = InferenceWorker(threads=1, answer=answer_forecasts)
+        await worker.start()
+        try:
+            await check(worker)
+        finally:
+            await worker.close()
+
+    asyncio.run(run())
 
 
 def test_worker_errors_are_reported_per_request(tiny_models_dir: Path) -> None:

@@ -7,19 +7,22 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic_core import to_json
 
 from app.anomaly import sensitivity_to_alpha
 from app.api.auth import ReadAccess
+from app.api.forecast_bodies import (
+    FORECAST_BODY_OPENAPI,
+    is_json_media_type,
+    iso_stamps,
+    parse_forecast_body,
+    to_inputs,
+)
 from app.api.schemas import (
     DetectRequest,
     DetectResponse,
-    ForecastRequest,
     ForecastResponse,
-    SeriesPayload,
 )
 from app.api.selection import SELECTION_PARAMETERS, parse_selection
 from app.api.services import Services
@@ -27,13 +30,8 @@ from app.errors import InvalidInputError
 from app.serving.inference import (
     PointDetection,
     SeriesInput,
-    ShapedForecasts,
-    check_horizon,
     check_inputs,
-    check_levels,
     detect_series,
-    model_inputs,
-    shape_forecasts,
 )
 from app.serving.pool import ModelPool, ServedModel
 
@@ -55,17 +53,6 @@ async def resolve_target(name: str, request: Request) -> Target:
     return Target(services, await select_model(services.pool, name, selection.version, selection.alias))
 
 
-def to_inputs(series: list[SeriesPayload]) -> list[SeriesInput]:
-    return [
-        SeriesInput(
-            id=item.id,
-            values=np.asarray(item.values, dtype=np.float64),
-            timestamps=None if item.timestamps is None else np.array(item.timestamps, dtype="datetime64[ns]"),
-        )
-        for item in series
-    ]
-
-
 async def select_model(pool: ModelPool, name: str, version: int | None, alias: str | None) -> ServedModel:
     if version is not None and alias is not None:
         raise InvalidInputError(
@@ -74,51 +61,30 @@ async def select_model(pool: ModelPool, name: str, version: int | None, alias: s
     return await pool.get(name, version=version, alias=alias)
 
 
-def _stamps(values: np.ndarray | None) -> list[str] | None:
-    return None if values is None else [str(np.datetime_as_string(v, unit="s")) + "Z" for v in values]
-
-
-@router.post("/{name}/forecast", response_model=ForecastResponse, openapi_extra=SELECTION_PARAMETERS)
-async def create_forecast(_: ReadAccess, name: str, request: Request, body: ForecastRequest) -> Response:
+@router.post(
+    "/{name}/forecast",
+    response_model=ForecastResponse,
+    openapi_extra={**SELECTION_PARAMETERS, **FORECAST_BODY_OPENAPI},
+)
+async def create_forecast(_: ReadAccess, name: str, request: Request) -> Response:
     """Forecast the next steps of each series, with calibrated prediction intervals."""
     target = await resolve_target(name, request)
-    services, served = target.services, target.served
-    forecaster = served.loaded.forecaster
-    horizon = body.horizon or forecaster.spec.horizon
-    check_horizon(forecaster, horizon)
-    check_levels(forecaster, body.levels)
-    series = to_inputs(body.series)
-    check_inputs(forecaster, series)
-    windows, calendar = model_inputs(forecaster, series)
-    quantiles = await served.batcher.submit(windows, calendar)  # [n, H, Q]
-    shaped = shape_forecasts(forecaster, series, quantiles, horizon, body.levels)  # 422 if not finite
-    services.metrics.forecasts(served.name, served.version, len(series))
-    payload = {
-        "model": {"name": served.name, "version": served.version},
-        "forecasts": forecast_items(series, shaped),
-    }
-    return Response(to_json(payload), media_type="application/json")
-
-
-def forecast_items(series: list[SeriesInput], shaped: ShapedForecasts) -> list[dict[str, Any]]:
-    mean = shaped.mean.tolist()
-    bounds = [(i.level, i.lower.tolist(), i.upper.tolist()) for i in shaped.intervals]
-    return [
-        {
-            "id": item.id,
-            "timestamps": _stamps(stamps),
-            "mean": mean[k],
-            "intervals": [
-                {"level": level, "lower": lower[k], "upper": upper[k]} for level, lower, upper in bounds
-            ],
-        }
-        for k, (item, stamps) in enumerate(zip(series, shaped.timestamps, strict=True))
-    ]
+    body, content_type = await request.body(), request.headers.get("content-type")
+    if not (body and is_json_media_type(content_type)):
+        body = parse_forecast_body(content_type, body).model_dump_json().encode()  # raises the 4xx
+    reply = await target.served.batcher.submit(body)  # parsed, checked and answered where the model runs
+    if reply.kind == "reparse":
+        canonical = parse_forecast_body(content_type, body).model_dump_json().encode()  # raises the 4xx
+        reply = await target.served.batcher.submit(canonical)
+    if reply.kind != "ok":
+        raise InvalidInputError(reply.detail or "the request body could not be parsed", fields=reply.fields)
+    target.services.metrics.forecasts(target.served.name, target.served.version, reply.series)
+    return Response(reply.body, media_type="application/json")
 
 
 def detection_payload(item: SeriesInput, points: list[PointDetection]) -> dict[str, Any]:
     """One series' detection result as plain JSON-ready data (built off the event loop for long series)."""
-    stamps = _stamps(item.timestamps)
+    stamps = iso_stamps(item.timestamps)
     return {
         "id": item.id,
         "anomalies": sum(point.is_anomaly for point in points),
