@@ -145,6 +145,11 @@ def parse_forecast_body(content_type: str | None, body: bytes) -> ForecastReques
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
 
 
+def canonical_body(content_type: str | None, body: bytes) -> bytes:
+    """`body` parsed as FastAPI would (raising its 4xx errors), re-encoded as JSON the fast parse accepts."""
+    return parse_forecast_body(content_type, body).model_dump_json().encode()
+
+
 _NOT_UTF8: Final = {
     "type": "json_invalid",
     "loc": ("body",),

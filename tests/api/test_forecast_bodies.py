@@ -10,7 +10,12 @@ import pandas as pd
 import pytest
 from fastapi.exceptions import RequestValidationError
 
-from app.api.forecast_bodies import answer_forecasts, is_json_media_type, parse_forecast_body
+from app.api.forecast_bodies import (
+    answer_forecasts,
+    canonical_body,
+    is_json_media_type,
+    parse_forecast_body,
+)
 from app.forecasting.forecaster import Forecaster
 from app.registry.factory import open_registry
 from app.settings import Settings
@@ -100,3 +105,9 @@ def test_the_api_parse_raises_the_errors_fastapi_would() -> None:
 )
 def test_json_media_types_follow_fastapi(content_type: str | None, expected: bool) -> None:
     assert is_json_media_type(content_type) is expected
+
+
+def test_a_canonical_body_is_accepted_by_the_fast_parse(forecaster: Forecaster) -> None:
+    shifted = body(30).replace(b'"2024-03-01T00:00:00"', b'"2024-03-01T02:00:00+02:00"')
+    (reply,) = answer_forecasts(forecaster, MODEL, [canonical_body("application/json", shifted)])
+    assert reply.kind == "ok"

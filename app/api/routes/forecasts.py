@@ -14,9 +14,9 @@ from app.anomaly import sensitivity_to_alpha
 from app.api.auth import ReadAccess
 from app.api.forecast_bodies import (
     FORECAST_BODY_OPENAPI,
+    canonical_body,
     is_json_media_type,
     iso_stamps,
-    parse_forecast_body,
     to_inputs,
 )
 from app.api.schemas import (
@@ -71,11 +71,10 @@ async def create_forecast(_: ReadAccess, name: str, request: Request) -> Respons
     target = await resolve_target(name, request)
     body, content_type = await request.body(), request.headers.get("content-type")
     if not (body and is_json_media_type(content_type)):
-        body = parse_forecast_body(content_type, body).model_dump_json().encode()  # raises the 4xx
+        body = canonical_body(content_type, body)  # raises the 4xx
     reply = await target.served.batcher.submit(body)  # parsed, checked and answered where the model runs
     if reply.kind == "reparse":
-        canonical = parse_forecast_body(content_type, body).model_dump_json().encode()  # raises the 4xx
-        reply = await target.served.batcher.submit(canonical)
+        reply = await target.served.batcher.submit(canonical_body(content_type, body))
     if reply.kind != "ok":
         raise InvalidInputError(reply.detail or "the request body could not be parsed", fields=reply.fields)
     target.services.metrics.forecasts(target.served.name, target.served.version, reply.series)
