@@ -178,7 +178,7 @@ def test_openapi_fuzz_never_yields_server_errors(models_dir, server_factory):
     run_property("valid forecast bodies", fuzz_forecasts, failures)
     run_property("valid detect bodies", fuzz_detection, failures)
 
-    assert not failures, "\n\n".join(failures)
+    assert not failures, "\n\n".join(failures) + "\n\nserver log (tail):\n" + server.log()[-5000:]
     assert 200 in outcomes["forecast"] and 200 in outcomes["detect"], outcomes
     with server.client() as client:
         assert client.get("/readyz").status_code == 200
