@@ -153,9 +153,7 @@ class RunSuppressor:
     ) -> None:
         self.level = in_open_interval("level", level, 0.0, 1.0, "Use the score of a 'very unlikely' row.")
         self.cooldown = positive_int("cooldown", cooldown)
-        self.damping = real_number("damping", damping)
-        if not 0.0 <= self.damping < 1.0:
-            raise ValueError(f"damping must be in [0, 1); got {self.damping!r}. Use e.g. 0.5.")
+        self.damping = _damping(damping)
         self.escalation = None if escalation is None else real_number("escalation", escalation)
         if self.escalation is not None and self.escalation <= 0.0:
             raise ValueError(
@@ -166,11 +164,7 @@ class RunSuppressor:
 
     def apply(self, scores: Any) -> FloatArray:
         """Suppressed scores, continuing the run state of earlier calls: [N] in [0, 1] -> [N]."""
-        values = float_array("scores", scores, ndim=1)
-        require_finite("scores", values, "Replace missing scores by 0.")
-        if np.any((values < 0) | (values > 1)):
-            raise ValueError("scores must lie in [0, 1]; clip or calibrate them first.")
-        return self._apply_core(values)
+        return self._apply_core(_unit_scores(scores))
 
     def _apply_core(self, values: FloatArray) -> FloatArray:
         out = values.copy()
@@ -234,18 +228,12 @@ class PersistenceGate:
         self.min_count = positive_int("min_count", min_count)
         if self.min_count > self.window:
             raise ValueError(f"min_count ({self.min_count}) must be <= window ({self.window}).")
-        self.damping = real_number("damping", damping)
-        if not 0.0 <= self.damping < 1.0:
-            raise ValueError(f"damping must be in [0, 1); got {self.damping!r}. Use e.g. 0.5.")
+        self.damping = _damping(damping)
         self._hits: deque[bool] = deque(maxlen=self.window)
 
     def apply(self, scores: Any) -> FloatArray:
         """Gated scores, continuing the state of earlier calls: [N] in [0, 1] -> [N]."""
-        values = float_array("scores", scores, ndim=1)
-        require_finite("scores", values, "Replace missing scores by 0.")
-        if np.any((values < 0) | (values > 1)):
-            raise ValueError("scores must lie in [0, 1]; clip or calibrate them first.")
-        return self._apply_core(values)
+        return self._apply_core(_unit_scores(scores))
 
     def _apply_core(self, values: FloatArray) -> FloatArray:
         out = values.copy()
@@ -340,6 +328,21 @@ class RangeBreak:
         if low is not None:
             breaker._extend_core(real_number("state['low']", low), real_number("state['high']", high))
         return breaker
+
+
+def _damping(value: Any) -> float:
+    damping = real_number("damping", value)
+    if not 0.0 <= damping < 1.0:
+        raise ValueError(f"damping must be in [0, 1); got {damping!r}. Use e.g. 0.5.")
+    return damping
+
+
+def _unit_scores(scores: Any) -> FloatArray:
+    values = float_array("scores", scores, ndim=1)
+    require_finite("scores", values, "Replace missing scores by 0.")
+    if np.any((values < 0) | (values > 1)):
+        raise ValueError("scores must lie in [0, 1]; clip or calibrate them first.")
+    return values
 
 
 def _positive(name: str, value: Any) -> float:

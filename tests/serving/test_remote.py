@@ -15,6 +15,7 @@ import pytest
 from app.api.forecast_bodies import answer_forecasts
 from app.forecasting.forecaster import Forecaster
 from app.registry.factory import open_registry
+from app.serving.bodies import AnswerBodies
 from app.serving.remote import InferenceUnavailableError, InferenceWorker
 from app.settings import Settings
 
@@ -39,9 +40,11 @@ def inputs(forecaster: Forecaster, rows: int, seed: int = 0) -> tuple[np.ndarray
     return windows, calendar
 
 
-def with_worker(test: Callable[[InferenceWorker], Coroutine[Any, Any, None]]) -> None:
+def with_worker(
+    test: Callable[[InferenceWorker], Coroutine[Any, Any, None]], answer: AnswerBodies | None = None
+) -> None:
     async def run() -> None:
-        worker = InferenceWorker(threads=1, restart_delay=0.1)
+        worker = InferenceWorker(threads=1, restart_delay=0.1, answer=answer)
         await worker.start()
         try:
             await test(worker)
@@ -124,15 +127,7 @@ def test_the_worker_answers_raw_forecast_bodies_like_the_api_handler(tiny_models
         remote_mean = json.loads(replies[0].body)["forecasts"][0]["mean"]
         same_forecasts(np.array(remote_mean), np.array(json.loads(local[0].body)["forecasts"][0]["mean"]))
 
-    async def run() -> None:
-        worker = InferenceWorker(threads=1, answer=answer_forecasts)
-        await worker.start()
-        try:
-            await check(worker)
-        finally:
-            await worker.close()
-
-    asyncio.run(run())
+    with_worker(check, answer=answer_forecasts)
 
 
 def test_worker_errors_are_reported_per_request(tiny_models_dir: Path) -> None:
