@@ -21,7 +21,24 @@ class StrictModel(BaseModel):
 
 
 def to_naive_utc(stamp: datetime) -> datetime:
-    return stamp.astimezone(UTC).replace(tzinfo=None) if stamp.tzinfo else stamp
+    """Naive UTC; a ValueError (a 422, not an OverflowError) when the offset moves it past year 1 or 9999."""
+    if stamp.tzinfo is None:
+        return stamp
+    try:
+        return stamp.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:
+        raise ValueError(
+            f"{stamp.isoformat()} is out of range in UTC; timestamps must lie in "
+            f"[{MIN_TIMESTAMP.isoformat()}, {MAX_TIMESTAMP.isoformat()})"
+        ) from None
+
+
+def clamp_to_naive_utc(stamp: datetime) -> datetime:
+    """Naive UTC for a bound (a `since` filter): a stamp beyond the calendar in UTC becomes its end."""
+    try:
+        return to_naive_utc(stamp)
+    except ValueError:
+        return datetime.min if stamp.year == datetime.min.year else datetime.max
 
 
 def check_range(stamps: list[datetime], field: str) -> None:

@@ -217,6 +217,22 @@ def error_cases() -> list[Case]:
             "series.0.timestamps",
         ),
         json_case(
+            "offset moves a timestamp before year 1",
+            FORECAST,
+            {"series": [{**series, "timestamps": ["0001-01-01T00:00:00+05:00", *stamps[1:]]}]},
+            422,
+            "validation-error",
+            "series.0.timestamps",
+        ),
+        json_case(
+            "offset moves a timestamp past year 9999",
+            DETECT,
+            {"series": [{**series, "timestamps": [*stamps[:-1], "9999-12-31T23:59:59-05:00"]}]},
+            422,
+            "validation-error",
+            "series.0.timestamps",
+        ),
+        json_case(
             "duplicate series ids", FORECAST, {"series": [series, series]}, 422, "validation-error", "series"
         ),
         json_case(

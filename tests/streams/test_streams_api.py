@@ -47,3 +47,19 @@ def test_stream_lifecycle_over_http(models_dir: Path) -> None:
         assert len(client.get("/v1/streams/s1/anomalies").json()) >= 1
         assert client.delete("/v1/streams/s1").status_code == 204
         assert client.get("/v1/streams/s1").status_code == 404
+
+
+@pytest.mark.parametrize("stamp", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"])
+def test_offsets_past_the_calendar_are_422_not_500(models_dir: Path, stamp: str) -> None:
+    """Found by the OpenAPI fuzz: converting such a stamp to UTC overflows Python's datetime."""
+    with TestClient(create_app(Settings(models_dir=models_dir))) as client:
+        assert client.put("/v1/streams/edge", json={"model": "tiny"}).status_code == 201
+        reply = client.post("/v1/streams/edge/points", json={"points": [{"timestamp": stamp, "value": 1.0}]})
+        assert reply.status_code == 422 and "out of range" in reply.json()["detail"], reply.text
+        hook = client.post(
+            "/v1/hooks/points", json={"points": [{"stream": "edge", "timestamp": stamp, "value": 1}]}
+        )
+        assert hook.status_code == 422, hook.text
+        episodes = client.get("/v1/streams/edge/anomalies", params={"since": stamp})
+        assert episodes.status_code == 200 and episodes.json() == []
+        assert client.get("/v1/streams/edge").json()["point_count"] == 0

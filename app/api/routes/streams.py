@@ -9,7 +9,15 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from pydantic import BaseModel, Field, field_validator
 
 from app.api.auth import ReadAccess, WriteAccess
-from app.api.schemas import MAX_VERSION, FiniteFloat, ModelRef, StrictModel, check_range, to_naive_utc
+from app.api.schemas import (
+    MAX_VERSION,
+    FiniteFloat,
+    ModelRef,
+    StrictModel,
+    check_range,
+    clamp_to_naive_utc,
+    to_naive_utc,
+)
 from app.streams.scoring import ScoredPoint
 from app.streams.service import EpisodeInfo, StreamInfo, StreamService
 
@@ -188,7 +196,7 @@ async def list_stream_anomalies(
     ] = None,
 ) -> list[EpisodeOut]:
     """Alarm episodes of the stream, oldest first."""
-    episodes = await streams.anomalies(stream_id, None if since is None else to_naive_utc(since))
+    episodes = await streams.anomalies(stream_id, None if since is None else clamp_to_naive_utc(since))
     return [episode_out(episode) for episode in episodes]
 
 
