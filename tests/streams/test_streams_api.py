@@ -1,4 +1,4 @@
-"""The streams routes in-process: the router and the service are attached here until app.py wires them."""
+"""The streams routes in-process (TestClient): lifecycle and request validation."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.api.app import create_app
-from app.api.routes import streams
 from app.settings import Settings
-from app.streams.service import StreamService
 
 from .helpers import hourly_series
 
@@ -18,13 +16,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_stream_lifecycle_over_http(models_dir: Path) -> None:
-    application = create_app(Settings(models_dir=models_dir))
-    if not any(getattr(route, "path", "").startswith("/v1/streams") for route in application.routes):
-        application.include_router(streams.router)
-    with TestClient(application) as client:
-        services = application.state.services
-        if not hasattr(services, "streams"):
-            services.streams = StreamService(services.database, services.pool)
+    with TestClient(create_app(Settings(models_dir=models_dir))) as client:
         assert client.put("/v1/streams/s1", json={"model": "tiny", "sensitivity": 0.7}).status_code == 201
         stamps, values = hourly_series(60)
         values[40] += 60.0
