@@ -97,7 +97,7 @@ class DetectorConfig:
     range_margin: float = 0.02
     run_level: float = 0.3  # score of a "very unlikely" row: p = 1e-3 with decades = 10
     persist_window: int = 10  # a short-mean likelihood alarm needs `persist_count` very unlikely rows among
-    persist_count: int = 4  # the last `persist_window` (this one included; 1 = off), else it is damped by
+    persist_count: int = 5  # the last `persist_window` (this one included; 1 = off), else it is damped by
     persist_damping: float = 0.5  # `persist_damping`
     cooldown: int = 100
     damping: float = 0.0
