@@ -198,9 +198,8 @@ class StreamService:
             scored, events, scorer = await self.pool.infer(self._score, row, served, cached, list(points))
             state = json.dumps(scorer.to_state())
             staged = StagedAppend(stream_id, served.name, served.version, scored, events, row, scorer, state)
-            revision = await self.pool.run(self._persist, staged)
+            revision, stream = await self.pool.run(self._persist, staged)
             self._remember(stream_id, revision, scorer)
-        stream = await self.get(stream_id)
         changes = [(event.kind, event_info(event.episode)) for event in events]
         return AppendResult(stream, served.name, served.version, scored, changes)
 
@@ -257,13 +256,12 @@ class StreamService:
             for stream_id in sorted(ids):  # one global order: no deadlock between concurrent batches
                 await stack.enter_async_context(self._lock(stream_id))
             staged = [await self._stage(stream_id, points) for stream_id, points in batches]
-            revisions = await self.pool.run(self._persist_many, staged, in_transaction)
-            for item, revision in zip(staged, revisions, strict=True):
+            written = await self.pool.run(self._persist_many, staged, in_transaction)
+            for item, (revision, _) in zip(staged, written, strict=True):
                 self._remember(item.stream_id, revision, item.scorer)
         results = []
-        for item in staged:
+        for item, (_, info) in zip(staged, written, strict=True):
             changes = [(event.kind, event_info(event.episode)) for event in item.events]
-            info = await self.get(item.stream_id)
             results.append(AppendResult(info, item.model_name, item.model_version, item.points, changes))
         return results
 
@@ -279,18 +277,21 @@ class StreamService:
         state = json.dumps(scorer.to_state())
         return StagedAppend(stream_id, served.name, served.version, scored, events, row, scorer, state)
 
-    def _persist_many(self, staged: list[StagedAppend], in_transaction: TransactionHook | None) -> list[int]:
+    def _persist_many(
+        self, staged: list[StagedAppend], in_transaction: TransactionHook | None
+    ) -> list[tuple[int, StreamInfo]]:
         with self.database.session() as session:
-            revisions = [self._write(session, item) for item in staged]
+            written = [self._write(session, item) for item in staged]
             if in_transaction is not None:
                 in_transaction(session, staged)
-            return revisions
+            return written
 
-    def _persist(self, staged: StagedAppend) -> int:
+    def _persist(self, staged: StagedAppend) -> tuple[int, StreamInfo]:
         with self.database.session() as session:
             return self._write(session, staged)
 
-    def _write(self, session: Session, staged: StagedAppend) -> int:
+    def _write(self, session: Session, staged: StagedAppend) -> tuple[int, StreamInfo]:
+        """Store one stream's points and state; the new revision and the stream as stored (no reload)."""
         loaded, scorer, scored = staged.row, staged.scorer, staged.points
         row = session.get(StreamRow, loaded.id)
         if row is None or row.revision != loaded.revision:
@@ -310,7 +311,8 @@ class StreamService:
         row.revision += 1
         if self.alarm_sink is not None:
             self.alarm_sink(session, staged)
-        return row.revision
+        open_episode = scorer.policy.open_episode
+        return row.revision, _info(row, None if open_episode is None else event_info(open_episode))
 
     # ---------------------------------------------------------------- helpers
     def _load(self, stream_id: str) -> _Loaded:

@@ -133,3 +133,19 @@ def test_anomalies_since_and_unknown_model(models_dir: Path) -> None:
         assert await service.anomalies("s1", since=later) == []
 
     run_with_service(models_dir, scenario)
+
+
+def test_append_reports_the_stream_as_stored(models_dir: Path) -> None:
+    """The info an append returns is built in its transaction; it must equal a fresh read, open alarm included."""
+
+    async def scenario(service: StreamService) -> None:
+        await service.upsert("s1", "tiny", sensitivity=0.7)
+        opened = await service.append("s1", batch(0, 41, spike_at=40))
+        assert opened.stream.open_episode is not None
+        assert opened.stream == await service.get("s1")
+        later = await service.append("s1", batch(41, 120))
+        assert later.stream == await service.get("s1") and later.stream.point_count == 161
+        [many] = await service.append_many([("s1", batch(161, 5))])
+        assert many.stream == await service.get("s1")
+
+    run_with_service(models_dir, scenario)
