@@ -44,7 +44,17 @@ def calendar_matrix(timestamps: np.ndarray, features: list[str]) -> np.ndarray:
 
 
 def future_timestamps(last: np.datetime64, frequency: str, horizon: int) -> np.ndarray:
-    """The `horizon` timestamps following `last` at `frequency`."""
+    """The `horizon` timestamps following `last` at `frequency`.
+
+    Raises ValueError when they pass the latest datetime64[ns] (2262-04-11)."""
     start = pd.Timestamp(last)
-    index = pd.date_range(start=start, periods=horizon + 1, freq=frequency)[1:]
+    offset = pd.tseries.frequencies.to_offset(frequency)
+    try:
+        # from the first step on: a range from `last` itself would first roll an off-anchor stamp forward
+        index = pd.date_range(start=start + offset, periods=horizon, freq=offset)
+    except (OverflowError, pd.errors.OutOfBoundsDatetime):
+        raise ValueError(
+            f"{horizon} steps of {frequency!r} after {start.isoformat()} pass {pd.Timestamp.max.date()}, "
+            "the latest representable timestamp"
+        ) from None
     return index.values

@@ -129,10 +129,21 @@ def shape_forecasts(
         Interval(level, bounds[..., 2 * k], bounds[..., 2 * k + 1]) for k, level in enumerate(levels)
     ]
     stamps = [
-        None if item.timestamps is None else future_timestamps(item.timestamps[-1], spec.frequency, horizon)
-        for item in series
+        forecast_timestamps(item, position, spec.frequency, horizon) for position, item in enumerate(series)
     ]
     return ShapedForecasts(cut[..., spec.median_index], intervals, stamps)
+
+
+def forecast_timestamps(item: SeriesInput, position: int, frequency: str, horizon: int) -> np.ndarray | None:
+    if item.timestamps is None:
+        return None
+    try:
+        return future_timestamps(item.timestamps[-1], frequency, horizon)
+    except ValueError as error:
+        raise InvalidInputError(
+            f"series {item.id!r}: {error}; send a series that ends earlier or ask for a shorter horizon",
+            fields={"field": f"series.{position}.timestamps"},
+        ) from None
 
 
 def _optional(value: float) -> float | None:
