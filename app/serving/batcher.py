@@ -32,12 +32,10 @@ class MicroBatcher(Generic[Item, Result]):
         run_batch: Callable[[list[Item]], asyncio.Future[list[Result]]],
         max_wait: float,
         max_size: int,
-        on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self._run_batch = run_batch
         self._max_wait = max_wait
         self._max_size = max_size
-        self._on_batch = on_batch or (lambda size: None)
         self._pending: list[_Pending[Item, Result]] = []
         self._busy = False
         self._timer: asyncio.Handle | None = None
@@ -64,7 +62,6 @@ class MicroBatcher(Generic[Item, Result]):
             return
         batch, self._pending = self._pending[: self._max_size], self._pending[self._max_size :]
         self._busy = True
-        self._on_batch(len(batch))
         try:
             job = self._run_batch([pending.item for pending in batch])
         except Exception as error:

@@ -36,8 +36,15 @@ class InferenceUnavailableError(UnavailableError):
 @dataclass
 class _Waiter:
     future: asyncio.Future[Any]
-    wants_array: bool
-    wants_replies: bool = False
+    decode: Callable[[Frame], Any]  # the reply frame -> the future's result
+
+
+def first_array(frame: Frame) -> np.ndarray:
+    return frame.arrays[0]
+
+
+def nothing(frame: Frame) -> None:
+    return None
 
 
 def body_replies(frame: Frame) -> list[BodyReply]:
@@ -108,27 +115,27 @@ class InferenceWorker:
         arrays = [windows.astype(np.float32, copy=False)]
         if calendar is not None:
             arrays.append(calendar.astype(np.float32, copy=False))
-        return self._request({"op": "predict", "model": key}, arrays, wants_array=True)
+        return self._request({"op": "predict", "model": key}, arrays, first_array)
 
     def answer(self, key: str, ref: dict[str, Any], bodies: list[bytes]) -> asyncio.Future[list[BodyReply]]:
         """Replies of model `key` (reported as `ref`) to raw forecast request bodies, one per body."""
         blob = np.frombuffer(b"".join(bodies), dtype=np.uint8)
         header = {"op": "answer", "model": key, "ref": ref, "sizes": [len(body) for body in bodies]}
-        return self._request(header, [blob], wants_array=False, wants_replies=True)
+        return self._request(header, [blob], body_replies)
 
     async def _send_load(self, key: str) -> None:
         spec, weights = self._models[key]
-        await self._request({"op": "load", "model": key, "spec": spec}, [weights], wants_array=False)
+        await self._request({"op": "load", "model": key, "spec": spec}, [weights], nothing)
 
     def _request(
-        self, header: dict[str, Any], arrays: list[np.ndarray], wants_array: bool, wants_replies: bool = False
+        self, header: dict[str, Any], arrays: list[np.ndarray], decode: Callable[[Frame], Any]
     ) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if not self.connected:
             future.set_exception(self._unavailable("is restarting"))
             return future
         request_id = next(self._ids)
-        self._waiters[request_id] = _Waiter(future, wants_array, wants_replies)
+        self._waiters[request_id] = _Waiter(future, decode)
         assert self._writer is not None
         self._writer.write(encode_frame({**header, "id": request_id}, arrays))
         return future
@@ -148,10 +155,8 @@ class InferenceWorker:
             return
         if "error" in frame.header:
             waiter.future.set_exception(self._unavailable(f"failed: {frame.header['error']}"))
-        elif waiter.wants_replies:
-            waiter.future.set_result(body_replies(frame))
         else:
-            waiter.future.set_result(frame.arrays[0] if waiter.wants_array else None)
+            waiter.future.set_result(waiter.decode(frame))
 
     def _lost(self) -> None:
         code = None if self._process is None else self._process.poll()

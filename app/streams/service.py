@@ -190,18 +190,12 @@ class StreamService:
     async def append(self, stream_id: str, points: Sequence[tuple[datetime, float]]) -> AppendResult:
         """Validate, score and durably store `points` (timestamp naive UTC, value) in order."""
         async with self._lock(stream_id):
-            loaded = await self.pool.run(self._load, stream_id)
-            row = loaded.row
-            check_points(points, row.last_timestamp)
-            served = await self.pool.get(row.model_name, version=row.pinned_version, alias=row.alias)
-            cached = self._scorers.pop(stream_id, None)
-            scored, events, scorer = await self.pool.infer(self._score, row, served, cached, list(points))
-            state = json.dumps(scorer.to_state())
-            staged = StagedAppend(stream_id, served.name, served.version, scored, events, row, scorer, state)
+            row = await self._checked_row(stream_id, points)
+            staged = await self._stage(stream_id, points, row)
             revision, stream = await self.pool.run(self._persist, staged)
-            self._remember(stream_id, revision, scorer)
-        changes = [(event.kind, event_info(event.episode)) for event in events]
-        return AppendResult(stream, served.name, served.version, scored, changes)
+            self._remember(stream_id, revision, staged.scorer)
+        changes = [(event.kind, event_info(event.episode)) for event in staged.events]
+        return AppendResult(stream, staged.model_name, staged.model_version, staged.points, changes)
 
     def _score(
         self,
@@ -255,7 +249,7 @@ class StreamService:
         async with AsyncExitStack() as stack:
             for stream_id in sorted(ids):  # one global order: no deadlock between concurrent batches
                 await stack.enter_async_context(self._lock(stream_id))
-            staged = [await self._stage(stream_id, points) for stream_id, points in batches]
+            staged = [await self._stage_named(stream_id, points) for stream_id, points in batches]
             written = await self.pool.run(self._persist_many, staged, in_transaction)
             for item, (revision, _) in zip(staged, written, strict=True):
                 self._remember(item.stream_id, revision, item.scorer)
@@ -265,12 +259,23 @@ class StreamService:
             results.append(AppendResult(info, item.model_name, item.model_version, item.points, changes))
         return results
 
-    async def _stage(self, stream_id: str, points: Sequence[tuple[datetime, float]]) -> StagedAppend:
+    async def _stage_named(self, stream_id: str, points: Sequence[tuple[datetime, float]]) -> StagedAppend:
+        """`_stage` for one stream of a batch: a refusal of the stream or its points names the stream."""
         try:
-            row = (await self.pool.run(self._load, stream_id)).row
-            check_points(points, row.last_timestamp)
+            row = await self._checked_row(stream_id, points)
         except TswatchError as error:
             raise type(error)(f"stream {stream_id!r}: {error.detail}", fields=error.fields) from error
+        return await self._stage(stream_id, points, row)
+
+    async def _checked_row(self, stream_id: str, points: Sequence[tuple[datetime, float]]) -> StreamRow:
+        row = (await self.pool.run(self._load, stream_id)).row
+        check_points(points, row.last_timestamp)
+        return row
+
+    async def _stage(
+        self, stream_id: str, points: Sequence[tuple[datetime, float]], row: StreamRow
+    ) -> StagedAppend:
+        """Score `points` (checked against `row`) without storing them."""
         served = await self.pool.get(row.model_name, version=row.pinned_version, alias=row.alias)
         cached = self._scorers.pop(stream_id, None)
         scored, events, scorer = await self.pool.infer(self._score, row, served, cached, list(points))
