@@ -1,0 +1,76 @@
+"""The one time module: every conversion between the product's timestamp forms lives here.
+
+Inside tswatch a timestamp is a naive `datetime` in UTC (what the database stores). At the edges it is
+an aware datetime (API input and output), an ISO 8601 string (JSON state and webhook payloads) or a
+`numpy.datetime64` (arrays handed to the forecaster).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+MIN_TIMESTAMP = datetime(1678, 1, 1)
+MAX_TIMESTAMP = datetime(2260, 1, 1)
+
+
+def utc_now() -> datetime:
+    """The current time as naive UTC (the database's form)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def to_naive_utc(stamp: datetime) -> datetime:
+    """Naive UTC; a ValueError (a 422, not an OverflowError) when the offset moves it past year 1 or 9999."""
+    if stamp.tzinfo is None:
+        return stamp
+    try:
+        return stamp.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:
+        raise ValueError(
+            f"{stamp.isoformat()} is out of range in UTC; timestamps must lie in "
+            f"[{MIN_TIMESTAMP.isoformat()}, {MAX_TIMESTAMP.isoformat()})"
+        ) from None
+
+
+def clamp_to_naive_utc(stamp: datetime) -> datetime:
+    """Naive UTC for a bound (a `since` filter): a stamp beyond the calendar in UTC becomes its end."""
+    try:
+        return to_naive_utc(stamp)
+    except ValueError:
+        return datetime.min if stamp.year == datetime.min.year else datetime.max
+
+
+def as_aware_utc(stamp: datetime | None) -> datetime | None:
+    """A stored naive-UTC stamp as an aware UTC datetime (for API answers); None stays None."""
+    return None if stamp is None else stamp.replace(tzinfo=UTC)
+
+
+def to_state_iso(stamp: datetime) -> str:
+    """A naive-UTC stamp as stored in JSON state (no zone suffix); `from_state_iso` reverses it."""
+    return stamp.isoformat()
+
+
+def from_state_iso(stamp: Any) -> datetime:
+    """Parse a stamp written by `to_state_iso` (or any ISO 8601 string) back to a datetime."""
+    return datetime.fromisoformat(str(stamp))
+
+
+def to_iso_z(stamp: datetime | str | float | None) -> str | None:
+    """ISO 8601 UTC with a Z; accepts naive-UTC datetimes and ISO strings. None stays None."""
+    if stamp is None:
+        return None
+    value = stamp if isinstance(stamp, datetime) else datetime.fromisoformat(str(stamp))
+    return to_naive_utc(value).isoformat() + "Z"
+
+
+def datetime64_to_naive(stamp: np.datetime64) -> datetime:
+    """datetime64[ns] -> naive datetime (microsecond precision)."""
+    value: datetime = stamp.astype("datetime64[us]").item()
+    return value
+
+
+def datetime64_to_iso_z(values: np.ndarray | None) -> list[str] | None:
+    """An array of datetime64 as ISO 8601 strings to the second with a Z; None stays None."""
+    return None if values is None else [str(np.datetime_as_string(v, unit="s")) + "Z" for v in values]
