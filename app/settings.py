@@ -47,8 +47,19 @@ class Settings(BaseSettings):
     )
     batch_max_size: int = Field(256, ge=1, description="Most forecast requests answered in one batch.")
     shutdown_grace_seconds: float = Field(8.0, ge=0, description="Time in-flight requests get on SIGTERM.")
-    enable_echo: bool = Field(
-        False, description="Serve POST /v1/echo, the HTTP-stack baseline of bench/serve.py."
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Time a connection gets to send a request's headers (from connecting, or from the previous "
+        "response); later answers 408 and closes.",
+    )
+    body_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Time a request's whole body gets to arrive after its headers; later answers 408 and closes.",
+    )
+    max_connections: int = Field(
+        1000, ge=1, description="Most open client connections; one more is answered 503 and closed."
     )
     demo_on_empty: bool = Field(
         False, description="Train the demo models at start when the registry is empty."
@@ -61,7 +72,14 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated CIDRs outbound webhooks may reach even though they are not public.",
     )
-    webhook_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one webhook attempt.")
+    webhook_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Total deadline of one webhook attempt (resolve, connect, send, response headers).",
+    )
+    webhook_endpoint_concurrency: int = Field(
+        2, ge=1, description="Most webhook attempts in flight to one endpoint (of 32 in all)."
+    )
     webhook_disable_after: int = Field(
         5, ge=1, description="Consecutive failed messages after which an endpoint is disabled."
     )

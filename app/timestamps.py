@@ -1,16 +1,17 @@
 """The one time module: every conversion between the product's timestamp forms lives here.
 
 Inside tswatch a timestamp is a naive `datetime` in UTC (what the database stores). At the edges it is
-an aware datetime (API input and output), an ISO 8601 string (JSON state and webhook payloads) or a
-`numpy.datetime64` (arrays handed to the forecaster).
+an aware datetime (API input and output), an ISO 8601 string (JSON state and webhook payloads), a
+`numpy.datetime64` (arrays handed to the forecaster) or an int64 nanosecond count (training data checks).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
+import pandas as pd
 
 MIN_TIMESTAMP = datetime(1678, 1, 1)
 MAX_TIMESTAMP = datetime(2260, 1, 1)
@@ -42,6 +43,12 @@ def clamp_to_naive_utc(stamp: datetime) -> datetime:
         return datetime.min if stamp.year == datetime.min.year else datetime.max
 
 
+@overload
+def as_aware_utc(stamp: datetime) -> datetime: ...
+@overload
+def as_aware_utc(stamp: None) -> None: ...
+@overload
+def as_aware_utc(stamp: datetime | None) -> datetime | None: ...
 def as_aware_utc(stamp: datetime | None) -> datetime | None:
     """A stored naive-UTC stamp as an aware UTC datetime (for API answers); None stays None."""
     return None if stamp is None else stamp.replace(tzinfo=UTC)
@@ -71,6 +78,29 @@ def datetime64_to_naive(stamp: np.datetime64) -> datetime:
     return value
 
 
+def datetime64_to_aware_utc(values: np.ndarray) -> list[datetime]:
+    """An array of datetime64 as aware UTC datetimes to the second (serialised like `datetime64_to_iso_z`)."""
+    return [stamp.replace(tzinfo=UTC) for stamp in values.astype("datetime64[s]").tolist()]
+
+
 def datetime64_to_iso_z(values: np.ndarray | None) -> list[str] | None:
     """An array of datetime64 as ISO 8601 strings to the second with a Z; None stays None."""
     return None if values is None else [str(np.datetime_as_string(v, unit="s")) + "Z" for v in values]
+
+
+def ns_to_pd_timestamp(ns: int | np.integer[Any]) -> pd.Timestamp:
+    """An int64 nanosecond stamp (the form training series are checked in) as a naive pandas Timestamp."""
+    return pd.Timestamp(int(ns), unit="ns")
+
+
+def to_message_text(value: pd.Timestamp | np.integer[Any] | int | None) -> str:
+    """A stamp as error messages word it: 2020-01-05 for midnight, 2020-01-05 13:30 otherwise (seconds only
+    when present); "-" for None."""
+    if value is None:
+        return "-"
+    stamp = value if isinstance(value, pd.Timestamp) else ns_to_pd_timestamp(value)
+    if stamp == stamp.normalize():
+        return stamp.strftime("%Y-%m-%d")
+    if stamp.second == 0 and stamp.microsecond == 0 and stamp.nanosecond == 0:
+        return stamp.strftime("%Y-%m-%d %H:%M")
+    return str(stamp)

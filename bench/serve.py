@@ -1,8 +1,9 @@
 """Serving throughput: forecast vs an echo of the same body, on one real server, in one run.
 
-Trains a window-96/horizon-24 model into a temporary registry, starts `tswatch serve` on 127.0.0.1 with the
-echo endpoint enabled, then drives both endpoints with `wrk` (Debian package `wrk`; many connections from one
-efficient C process) and prints requests/s and latency percentiles. Forecast/echo >= 0.8 and p99 <= 3 x p50
+Trains a window-96/horizon-24 model into a temporary registry, starts the tswatch app on 127.0.0.1 with an
+echo endpoint added (`bench/echo_app.py`: the same app and uvicorn configuration as `tswatch serve`), then
+drives both endpoints with `wrk` (Debian package `wrk`; many connections from one efficient C process) and
+prints requests/s and latency percentiles. Forecast/echo >= 0.8 and p99 <= 3 x p50
 are the targets: micro-batching must make the model cost disappear behind the HTTP stack.
 
     python bench/serve.py [--connections 16] [--duration 20] [--threads 1]
@@ -30,7 +31,7 @@ import pandas as pd
 from app.registry.factory import open_registry
 from app.settings import Settings
 from app.training.config import TrainingConfig
-from app.training.data import prepare
+from app.training.data.prepared import prepare
 from app.training.pipeline import train_model
 
 LUA = """
@@ -68,11 +69,10 @@ def start_server(
     env = {
         **os.environ,
         "TSWATCH_MODELS_DIR": str(models_dir),
-        "TSWATCH_ENABLE_ECHO": "true",
         "TSWATCH_TORCH_THREADS": str(threads),
         "TSWATCH_INFERENCE_PROCESS": str(inference_process).lower(),
     }
-    command = [sys.executable, "-m", "app.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    command = [sys.executable, str(Path(__file__).with_name("echo_app.py")), "--port", str(port)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(300):
         try:

@@ -105,7 +105,7 @@ def train(models_dir: Path) -> None:
     from app.registry.factory import open_registry
     from app.settings import Settings
     from app.training.config import TrainingConfig
-    from app.training.data import prepare
+    from app.training.data.prepared import prepare
     from app.training.pipeline import train_model
 
     stamps, values = series(3000)

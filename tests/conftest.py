@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import numpy as np
@@ -22,12 +22,12 @@ import pandas as pd
 import pytest
 import uvicorn
 
-from app.registry import keys as _keys_table  # noqa: F401 - registers the api_keys table
-from app.registry.database import Database
 from app.registry.factory import open_registry
 from app.settings import Settings
+from app.storage.database import Database
+from app.storage.schema import create_schema
 from app.training.config import TrainingConfig
-from app.training.data import prepare
+from app.training.data.prepared import prepare
 from app.training.pipeline import train_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ def train_tiny(models_dir: Path, name: str = "tiny", alias: str | None = "produc
 def database(tmp_path: Path) -> Iterator[Database]:
     """An empty registry database (all tables) in a temporary folder."""
     database = Database(f"sqlite:///{tmp_path / 'registry.db'}")
-    database.create_schema()
+    create_schema(database)
     yield database
     database.dispose()
 
@@ -175,14 +175,16 @@ def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
 
 
 @contextmanager
-def _live_server(app: Any) -> Iterator[str]:
-    """Run an ASGI app under a real uvicorn on an ephemeral loopback port, in a thread; yields its base URL."""
+def _live_server(app: Any, lifespan: Literal["on", "off"] = "off") -> Iterator[str]:
+    """Run an ASGI app under a real uvicorn on an ephemeral loopback port, in a thread; yields its base URL.
+
+    `lifespan="on"` runs the app's startup/shutdown (e.g. `create_app`'s services) like `tswatch serve`."""
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical", lifespan="off")
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical", lifespan=lifespan)
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.01)
@@ -195,6 +197,20 @@ def _live_server(app: Any) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def live_server() -> Callable[[Any], AbstractContextManager[str]]:
+def live_server() -> Callable[..., AbstractContextManager[str]]:
     """In-process real uvicorn for small test apps (stopped when the block exits)."""
     return _live_server
+
+
+# ------------------------------------------------------------------------------------------------ slow marker
+# `slow` = trains a real model, starts a server or a subprocess, or takes more than about a second. Tests that
+# use one of these fixtures are marked here, so `pytest -m "not slow"` (the inner loop) never waits for them;
+# the few slow tests without such a fixture carry an explicit mark.
+SLOW_FIXTURES = frozenset({"tiny_models_dir", "models_dir", "server_factory", "run_cli", "live_server"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        if SLOW_FIXTURES.intersection(fixtures) or item.get_closest_marker("docker"):
+            item.add_marker(pytest.mark.slow)

@@ -16,7 +16,6 @@ from app.anomaly.residuals import ResidualScores, SpreadResidualScorer
 from app.anomaly.rules import AlarmPolicy, ConsecutiveRule, CooldownRule, KOfNRule, TriggerRule
 from app.anomaly.sensitivity import (
     DEFAULT_SENSITIVITY,
-    alpha_to_sensitivity,
     sensitivity_to_alpha,
 )
 
@@ -39,7 +38,6 @@ __all__ = [
     "ResidualScores",
     "SpreadResidualScorer",
     "TriggerRule",
-    "alpha_to_sensitivity",
     "calibrate_from_residuals",
     "sensitivity_to_alpha",
 ]

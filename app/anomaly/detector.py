@@ -46,10 +46,6 @@ class DetectionResult:
     direction: npt.NDArray[np.object_]  # [N] "up" / "down" where anomalous, None otherwise
     alpha: float  # target false-alarm rate used for the flags
 
-    @property
-    def n_anomalies(self) -> int:
-        return int(self.is_anomaly.sum())
-
 
 class ResidualDetector:
     """Scores a batch of observations against their quantile forecasts.
@@ -107,7 +103,8 @@ class ResidualDetector:
         score = 1.0 - p_value
         alpha = self.alpha
         flagged = is_flagged(score, alpha)  # [N]
-        direction = np.where(flagged, residuals.direction, None)  # [N] object
+        direction = residuals.direction.copy()  # [N] object
+        direction[~flagged] = None
         return DetectionResult(
             expected=residuals.expected,
             lower=residuals.lower,

@@ -48,7 +48,7 @@ from app.anomaly._validation import (
     short,
     state_field,
 )
-from app.anomaly.calibration import ConformalCalibrator, validate_magnitudes
+from app.anomaly.calibration import ConformalCalibrator
 from app.anomaly.sensitivity import DEFAULT_SENSITIVITY, score_threshold, sensitivity_to_alpha, validate_alpha
 
 
@@ -126,15 +126,6 @@ class AdaptiveCalibrator:
         self._update_core(value, score >= score_threshold(self.alpha))
         return score
 
-    def update_and_score_many(self, magnitudes: Any) -> FloatArray:
-        """`update_and_score` over a sequence [N], in order (for replaying a stream)."""
-        values = validate_magnitudes("magnitudes", magnitudes, allow_nan=True).ravel()
-        scores = np.empty(values.size)  # [N]
-        for i, value in enumerate(values.tolist()):
-            scores[i] = 1.0 - self._p_value_core(value)
-            self._update_core(value, bool(scores[i] >= score_threshold(self.alpha)))
-        return scores
-
     def _p_value_core(self, magnitude: float) -> float:
         if math.isnan(magnitude):
             return math.nan
@@ -191,7 +182,7 @@ class AdaptiveCalibrator:
 
 def _weight(half_life: float) -> float:
     """EWMA weight of the newest point for a half-life in points."""
-    return 1.0 - 0.5 ** (1.0 / half_life)
+    return 1.0 - math.pow(0.5, 1.0 / half_life)
 
 
 def _clipped_mean(sample: FloatArray, threshold: float) -> float:

@@ -50,10 +50,6 @@ class Episode:
     resolved_at: Timestamp | None = None
 
     @property
-    def is_open(self) -> bool:
-        return self.resolved_at is None
-
-    @property
     def peak_score(self) -> float:
         return self.peak.score
 
@@ -142,16 +138,19 @@ class EpisodeTracker:
     def _maybe_open(self, record: PointRecord, trigger: bool) -> list[AlarmEvent]:
         if not trigger:
             return []
-        in_run = self._run_peak is not None
+        run_start, run_peak = self._run_start, self._run_peak
+        if run_start is not None and run_peak is not None:  # the trigger fired inside a flagged run
+            started_at, peak, n_points, self._unflagged_run = run_start, run_peak, self._run_length, 0
+        else:
+            started_at, peak, n_points, self._unflagged_run = record.timestamp, record, 1, 1
         self._episode = Episode(
-            started_at=self._run_start if in_run else record.timestamp,
+            started_at=started_at,
             opened_at=record.timestamp,
             last_flagged_at=record.timestamp,
-            peak=self._run_peak if in_run else record,
-            n_points=self._run_length if in_run else 1,
+            peak=peak,
+            n_points=n_points,
             n_flagged=self._run_length,
         )
-        self._unflagged_run = 0 if in_run else 1
         return [AlarmEvent("opened", self._episode)]
 
     def _extend_or_resolve(self, record: PointRecord, flagged: bool) -> list[AlarmEvent]:

@@ -179,7 +179,7 @@ def validate_values_and_quantiles(
             f"got {quants.shape}. Pass one row per value and one column per quantile level."
         )
     require_finite("values", vals, "Drop missing observations before scoring (or interpolate them).")
-    nan_rows = np.isnan(quants).all(axis=1)  # [N] "no forecast"
+    nan_rows = np.asarray(np.isnan(quants).all(axis=1))  # [N] "no forecast"
     require_finite(
         "quantiles",
         quants,
@@ -196,7 +196,8 @@ def _quantile_at(ordered: FloatArray, levels: FloatArray, level: float) -> Float
         return ordered[:, exact[0]].copy()
     right = int(np.searchsorted(levels, level))  # levels[right - 1] < level < levels[right]
     weight = (level - levels[right - 1]) / (levels[right] - levels[right - 1])
-    return (1.0 - weight) * ordered[:, right - 1] + weight * ordered[:, right]
+    interpolated: FloatArray = (1.0 - weight) * ordered[:, right - 1] + weight * ordered[:, right]
+    return interpolated
 
 
 def _non_negative(name: str, value: Any) -> float:

@@ -17,7 +17,6 @@ its conformal p-value is <= alpha.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -26,25 +25,12 @@ import numpy.typing as npt
 from app.anomaly._validation import real_number
 
 DEFAULT_SENSITIVITY = 0.5
-MIN_ALPHA = 1e-4
-MAX_ALPHA = 0.1
 
 
 def sensitivity_to_alpha(sensitivity: float = DEFAULT_SENSITIVITY) -> float:
     """Target false-alarm rate per normal point for a sensitivity in [0, 1]."""
     value = validate_sensitivity(sensitivity)
     return float(10.0 ** (3.0 * value - 4.0))
-
-
-def alpha_to_sensitivity(alpha: float) -> float:
-    """Inverse of `sensitivity_to_alpha`, for alpha in [1e-4, 0.1]."""
-    value = real_number("alpha", alpha)
-    if not MIN_ALPHA * (1 - 1e-12) <= value <= MAX_ALPHA * (1 + 1e-12):
-        raise ValueError(
-            f"alpha must lie in [{MIN_ALPHA:g}, {MAX_ALPHA:g}] to map to a sensitivity in [0, 1]; got {value!r}. "
-            "Pick a false-alarm rate between 1 in 10 000 and 1 in 10 points."
-        )
-    return float(min(1.0, max(0.0, (math.log10(value) + 4.0) / 3.0)))
 
 
 def validate_sensitivity(sensitivity: Any) -> float:

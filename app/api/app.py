@@ -12,7 +12,7 @@ import app as package
 from app.api.limits import BodySizeLimitMiddleware
 from app.api.metrics import ApiMetrics, MetricsMiddleware
 from app.api.problems import install_problem_handlers
-from app.api.routes import echo, forecasts, health, hooks, models, streams, ui, webhooks
+from app.api.routes import forecasts, health, hooks, models, streams, ui, webhooks
 from app.api.services import Services
 from app.settings import Settings
 
@@ -42,8 +42,6 @@ def create_app(settings: Settings) -> FastAPI:
     application.mount("/ui/static", StaticFiles(directory=ui.STATIC_DIR), name="ui-static")
     for router in (hooks.router, webhooks.router):
         application.include_router(router)
-    if settings.enable_echo:
-        application.include_router(echo.router)
     application.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     application.add_middleware(MetricsMiddleware, metrics=metrics)
     return application

@@ -1,4 +1,4 @@
-"""Bearer-key authentication and role checks, as FastAPI dependencies.
+"""Bearer-key authentication and role checks (the FastAPI dependencies on top are in `app.api.deps`).
 
 With no active key in the registry every caller is an anonymous admin, but only while the configured host is
 loopback: the server refuses to start key-less elsewhere, and if the last key is revoked later a non-loopback
@@ -8,18 +8,18 @@ and only reach the database (in a worker thread, off the event loop) when the ca
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache, lru_cache
-from typing import Annotated, Any, Final, TypeVar
+from typing import Any, Final, TypeVar
 
-from fastapi import Depends, Request, Security
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.concurrency import run_in_threadpool
+from fastapi.security import HTTPBearer
 
+from app.concurrency import run_blocking
 from app.errors import TswatchError
-from app.registry.keys import KeyInfo, KeyStore, Miss, Role
+from app.hosts import is_loopback
+from app.keys.cache import Miss
+from app.keys.roles import Role
+from app.keys.store import KeyInfo, KeyStore
 
 T = TypeVar("T")
 
@@ -81,53 +81,27 @@ def bearer_token(authorization: str | None) -> str:
 
 
 async def _cached_or_thread(cached: T | Miss, compute: Callable[..., T], *args: Any) -> T:
-    return await run_in_threadpool(compute, *args) if isinstance(cached, Miss) else cached
+    return await run_blocking(compute, *args) if isinstance(cached, Miss) else cached
 
 
-@lru_cache(maxsize=64)
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-async def authenticate(request: Request) -> Principal:
-    services = request.app.state.services
-    keys: KeyStore = services.keys
+async def authenticate(keys: KeyStore, host: str, authorization: str | None) -> Principal:
+    """The caller of a request with this Authorization header, on a server configured for `host`."""
     if not await _cached_or_thread(keys.cached_has_active_keys(), keys.has_active_keys):
         # Revoking the last key of a server listening beyond loopback must lock it, not open it.
-        if is_loopback(services.settings.host):
+        if is_loopback(host):
             return ANONYMOUS
         raise AuthenticationError(
             "no active API keys exist; create one with `tswatch keys create --role admin`"
         )
-    token = bearer_token(request.headers.get("authorization"))
+    token = bearer_token(authorization)
     info: KeyInfo | None = await _cached_or_thread(keys.cached_authenticate(token), keys.authenticate, token)
     if info is None:
         raise AuthenticationError("the API key is unknown or has been revoked", invalid_token=True)
     return Principal(key_id=info.key_id, role=info.role, name=info.name)
 
 
-@cache
-def require_role(role: Role) -> Callable[..., Awaitable[Principal]]:
-    """A dependency admitting callers whose role is at least `role` (cached, so one per role)."""
-
-    async def dependency(
-        request: Request,
-        _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
-    ) -> Principal:
-        principal = await authenticate(request)
-        if not principal.role.allows(role):
-            raise PermissionDeniedError(role, principal.role, principal.key_id)
-        return principal
-
-    dependency.__name__ = f"require_{role.value}"
-    return dependency
-
-
-ReadAccess = Annotated[Principal, Depends(require_role(Role.READ))]
-WriteAccess = Annotated[Principal, Depends(require_role(Role.WRITE))]
-AdminAccess = Annotated[Principal, Depends(require_role(Role.ADMIN))]
+def authorize(principal: Principal, role: Role) -> Principal:
+    """`principal` when its role is at least `role`; PermissionDeniedError otherwise."""
+    if not principal.role.allows(role):
+        raise PermissionDeniedError(role, principal.role, principal.key_id)
+    return principal

@@ -1,7 +1,8 @@
 """RFC 9457 problem details: every error the API returns is `application/problem+json`.
 
-Bodies never echo request input (validation errors drop pydantic's `input`), and are always strict JSON: NaN
-and infinities, which Python's json would happily write, are replaced before encoding.
+Bodies never echo request input (validation errors drop pydantic's `input`), never carry URL credentials (every
+string is passed through `app.redact.scrub_urls`, a backstop behind the messages that redact them), and are
+always strict JSON: NaN and infinities, which Python's json would happily write, are replaced before encoding.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
 from app.errors import TswatchError
+from app.redact import scrub_urls
 
 logger = logging.getLogger(__name__)
 
@@ -39,16 +41,19 @@ class ProblemResponse(JSONResponse):
 
 
 def sanitise(value: Any) -> Any:
-    """A strict-JSON-safe copy: non-finite floats become None, unknown objects their str()."""
+    """A strict-JSON-safe copy: non-finite floats become None, unknown objects their str(), and strings lose
+    any URL credentials."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    if value is None or isinstance(value, str | int | bool):
+    if value is None or isinstance(value, int | bool):
         return value
+    if isinstance(value, str):
+        return scrub_urls(value)
     if isinstance(value, Mapping):
-        return {str(key): sanitise(item) for key, item in value.items()}
+        return {scrub_urls(str(key)): sanitise(item) for key, item in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [sanitise(item) for item in value]
-    return str(value)
+    return scrub_urls(str(value))
 
 
 def problem_response(
@@ -151,7 +156,7 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
     headers = dict(exc.headers or {})
     if status in (204, 304) or status < 200:
         return Response(status_code=status, headers=headers)
-    fields = {} if isinstance(exc.detail, str) else {"context": exc.detail}
+    fields: dict[str, Any] = {} if isinstance(exc.detail, str) else {"context": exc.detail}
     detail = _http_detail(request, status, exc.detail, headers)
     return problem_response(status, _phrase(status), detail, status_slug(status), fields, headers)
 

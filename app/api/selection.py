@@ -13,7 +13,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from app.api.schemas import MAX_VERSION
+from app.api.schemas.common import MAX_VERSION
 
 
 class ModelSelection(BaseModel):

@@ -12,18 +12,21 @@ from dataclasses import dataclass, field
 
 import torch
 
-from app.api.forecast_bodies import answer_forecasts
 from app.api.metrics import ApiMetrics
-from app.registry.database import Database
-from app.registry.factory import open_database, open_registry
-from app.registry.keys import KeyStore
+from app.keys.store import KeyStore
+from app.registry.factory import open_registry
+from app.registry.gc import collect_at_start
 from app.registry.store import Registry
+from app.serving.forecast_answers import answer_forecasts
 from app.serving.pool import ModelPool, PoolHooks
 from app.serving.remote import InferenceWorker
 from app.settings import Settings
+from app.storage.database import Database
+from app.storage.schema import open_database
 from app.streams.service import StreamService
 from app.webhooks.delivery import DeliveryWorker
 from app.webhooks.inbound import IdempotencyStore, InboundSecretStore
+from app.webhooks.ingest import PointIngest
 from app.webhooks.outbox import Outbox
 from app.webhooks.ssrf import DestinationPolicy
 from app.webhooks.subscriptions import EndpointStore
@@ -44,8 +47,9 @@ class Services:
     keys: KeyStore
     pool: ModelPool
     executor: ThreadPoolExecutor
-    streams: StreamService | None = None
-    webhooks: Webhooks | None = None
+    webhooks: Webhooks
+    streams: StreamService
+    ingest: PointIngest
     ready: bool = False
     load_problems: list[str] = field(default_factory=list)
     _watcher: asyncio.Task[None] | None = None
@@ -56,11 +60,14 @@ class Services:
         sys.setswitchinterval(GIL_SWITCH_INTERVAL)
         database = open_database(settings)
         registry = open_registry(settings, database)
+        collect_at_start(registry)  # leftovers of publishes killed earlier
         keys = KeyStore(database)
         if settings.admin_key is not None:
             keys.ensure_bootstrap(settings.admin_key.get_secret_value())
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tswatch-inference")
-        hooks = PoolHooks(on_load=metrics.model_loaded, on_batch=metrics.batch)
+        hooks = PoolHooks(
+            on_load=metrics.model_loaded, on_batch=metrics.batch, on_unload=metrics.model_unloaded
+        )
         pool = ModelPool(
             registry,
             executor,
@@ -69,20 +76,27 @@ class Services:
             hooks=hooks,
             answer=answer_forecasts,
             worker=(
-                InferenceWorker(
-                    settings.torch_threads, on_restart=metrics.worker_restarted, answer=answer_forecasts
-                )
+                InferenceWorker(settings.torch_threads, on_restart=metrics.worker_restarted)
                 if settings.inference_process
                 else None
             ),
         )
-        services = cls(settings, metrics, database, registry, keys, pool, executor)
-        services.streams = StreamService(database, pool)
-        services.webhooks = Webhooks.open(settings, database)
-        services.streams.alarm_sink = (
-            services.webhooks.outbox.record_alarms
-        )  # events join the alarm's transaction
-        return services
+        webhooks = Webhooks.open(settings, database)
+        # alarm events are recorded in the outbox inside the transaction that stores the alarm
+        streams = StreamService(database, pool, alarm_sink=webhooks.outbox.record_alarms)
+        ingest = PointIngest(streams, webhooks.secrets, webhooks.idempotency)
+        return cls(
+            settings=settings,
+            metrics=metrics,
+            database=database,
+            registry=registry,
+            keys=keys,
+            pool=pool,
+            executor=executor,
+            webhooks=webhooks,
+            streams=streams,
+            ingest=ingest,
+        )
 
     async def start(self) -> None:
         if self.pool.worker is not None:
@@ -92,8 +106,7 @@ class Services:
         gc.freeze()  # models and startup objects leave the collector's view: shorter pauses under load
         self.ready = True
         self._watcher = asyncio.create_task(self._watch_aliases())
-        if self.webhooks is not None:
-            self.webhooks.worker.start()
+        self.webhooks.worker.start()
 
     async def _watch_aliases(self) -> None:
         while True:
@@ -105,8 +118,7 @@ class Services:
 
     async def stop(self) -> None:
         self.ready = False
-        if self.webhooks is not None:
-            await self.webhooks.worker.stop()
+        await self.webhooks.worker.stop()
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -140,6 +152,7 @@ class Webhooks:
             schedule,
             timeout=settings.webhook_timeout_seconds,
             disable_after=settings.webhook_disable_after,
+            endpoint_concurrency=settings.webhook_endpoint_concurrency,
         )
         return cls(
             InboundSecretStore(database),

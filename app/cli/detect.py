@@ -13,14 +13,15 @@ import pandas as pd
 import torch
 import typer
 
-from app.anomaly import CalibrationSet
 from app.cli.models import parse_reference
 from app.cli.output import console, fail
 from app.errors import TswatchError
 from app.registry.factory import open_registry
 from app.serving.inference import PointDetection, SeriesInput, detect_series
 from app.settings import Settings
-from app.training.data import DataValidationError, load_training_data
+from app.training.data.errors import DataValidationError
+from app.training.data.parsing import DEFAULT_TIME_COL, DEFAULT_VALUE_COL
+from app.training.data.prepared import load_training_data
 
 
 def detections_frame(series_id: str, points: list[PointDetection]) -> pd.DataFrame:
@@ -64,8 +65,8 @@ def detect(
     plot: Annotated[
         Path | None, typer.Option(help="PNG file for a plot of values, band and anomalies.")
     ] = None,
-    time_col: Annotated[str, typer.Option(help="Timestamp column.")] = "timestamp",
-    value_col: Annotated[str, typer.Option(help="Value column.")] = "value",
+    time_col: Annotated[str, typer.Option(help="Timestamp column.")] = DEFAULT_TIME_COL,
+    value_col: Annotated[str, typer.Option(help="Value column.")] = DEFAULT_VALUE_COL,
     id_col: Annotated[str | None, typer.Option(help="Series id column (long format).")] = None,
     sensitivity: Annotated[float, typer.Option(min=0.0, max=1.0, help="0..1, see the README.")] = 0.5,
 ) -> None:
@@ -82,7 +83,7 @@ def detect(
         )
     except (TswatchError, DataValidationError) as error:
         fail(getattr(error, "detail", str(error)))
-    calibration = CalibrationSet.from_state(loaded.manifest["anomaly"]["calibration"])
+    calibration = loaded.manifest.calibration()
     frames = []
     for series in prepared.series:
         item = SeriesInput(series.id, series.values, series.timestamps)

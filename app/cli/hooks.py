@@ -14,8 +14,8 @@ from rich.table import Table
 
 from app.cli.output import console, fail, print_json
 from app.errors import TswatchError
-from app.registry.factory import open_database
 from app.settings import Settings
+from app.storage.schema import open_database
 from app.webhooks.inbound import InboundSecretStore, SecretInfo
 
 hooks_cli = typer.Typer(help="Inbound webhooks (POST /v1/hooks/points).", no_args_is_help=True)

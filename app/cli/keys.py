@@ -10,9 +10,10 @@ from rich.table import Table
 
 from app.cli.output import console, fail, print_json
 from app.errors import TswatchError
-from app.registry.factory import open_database
-from app.registry.keys import KeyInfo, KeyStore, Role
+from app.keys.roles import Role
+from app.keys.store import KeyInfo, KeyStore
 from app.settings import Settings
+from app.storage.schema import open_database
 
 keys_cli = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 

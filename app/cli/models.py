@@ -13,8 +13,10 @@ from app.cli.plots import plot_training_report
 from app.cli.train import coverage_table, metrics_table
 from app.errors import TswatchError
 from app.registry.factory import open_registry
+from app.registry.gc import DEFAULT_MIN_AGE_SECONDS, Leftover, collect
 from app.registry.store import Registry, VersionInfo
 from app.settings import Settings
+from app.timestamps import to_iso_z
 
 models_cli = typer.Typer(help="Inspect registered models and move aliases.", no_args_is_help=True)
 
@@ -93,19 +95,19 @@ def show_model(
         except (OSError, ValueError) as error:
             fail(f"could not write the plot to {plot}: {error}")
     if as_json:
-        print_json(manifest)
+        print_json(manifest.model_dump(mode="json"))
         return
-    spec, training = manifest["spec"], manifest["training"]
+    spec, training, data = manifest.spec, manifest.training, manifest.data
     console.print(
-        f"[bold]{name}[/] version [bold]{info.version}[/] created {manifest['created_at']}\n"
-        f"{spec['network']['cell'].upper()} {spec['network']['num_layers']}x{spec['network']['hidden_size']}, "
-        f"window {spec['window']}, horizon {spec['horizon']}, frequency {spec['frequency']}, "
-        f"normalisation {spec['scaling']['mode']}, calendar {', '.join(spec['calendar_features']) or 'none'}\n"
-        f"data {manifest['data']['source']} ({manifest['data']['fingerprint'][:12]}), "
-        f"best epoch {training['best_epoch']} of {len(training['history'])}, weights sha256 {info.weights_sha256[:12]}"
+        f"[bold]{name}[/] version [bold]{info.version}[/] created {to_iso_z(manifest.created_at)}\n"
+        f"{spec.network.cell.upper()} {spec.network.num_layers}x{spec.network.hidden_size}, "
+        f"window {spec.window}, horizon {spec.horizon}, frequency {spec.frequency}, "
+        f"normalisation {spec.scaling.mode}, calendar {', '.join(spec.calendar_features) or 'none'}\n"
+        f"data {data.source} ({data.fingerprint[:12]}), "
+        f"best epoch {training.best_epoch} of {len(training.history)}, weights sha256 {info.weights_sha256[:12]}"
     )
-    console.print(metrics_table(manifest["metrics"]))
-    console.print(coverage_table(manifest["metrics"]))
+    console.print(metrics_table(manifest.metrics))
+    console.print(coverage_table(manifest.metrics))
     if plot is not None:
         console.print(f"report plot written to {plot}", soft_wrap=True)
 
@@ -139,6 +141,52 @@ def delete_alias(
     except TswatchError as error:
         fail(error.detail)
     console.print(f"removed {name}@{alias}")
+
+
+# -------------------------------------------------------------------- gc: leftovers of killed publishes
+def leftover_payload(leftover: Leftover) -> dict[str, Any]:
+    return {
+        "model": leftover.model,
+        "path": str(leftover.path),
+        "kind": leftover.kind,
+        "version": leftover.version,
+        "age_seconds": round(leftover.age_seconds, 1),
+        "action": leftover.action,
+    }
+
+
+@models_cli.command("gc")
+def collect_garbage(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be removed.")] = False,
+    min_age: Annotated[
+        float,
+        typer.Option("--min-age", min=0, help="Keep leftovers modified less than this many seconds ago."),
+    ] = DEFAULT_MIN_AGE_SECONDS,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Remove leftovers of killed publishes: `.staging-*` folders and version folders with no registry row.
+
+    Models with a publish in progress (in any process) are skipped; registered versions are never touched.
+    """
+    registry = _registry()
+    try:
+        leftovers = collect(registry, min_age, dry_run=dry_run)
+    except OSError as error:
+        fail(f"could not clean {registry.root}: {error}")
+    if as_json:
+        print_json([leftover_payload(leftover) for leftover in leftovers])
+    elif not leftovers:
+        console.print(f"No leftovers in {registry.root}.", soft_wrap=True)
+    else:
+        table = Table(title=f"Leftovers in {registry.root}")
+        for column in ("model", "kind", "folder", "age (s)", "action"):
+            table.add_column(column)
+        for leftover in leftovers:
+            age = f"{leftover.age_seconds:.0f}"
+            table.add_row(leftover.model, leftover.kind, leftover.path.name, age, leftover.action)
+        console.print(table)
+    if any(leftover.failed for leftover in leftovers):
+        raise typer.Exit(1)
 
 
 def register(cli: typer.Typer) -> None:

@@ -2,32 +2,25 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import signal
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import torch
 import typer
 import uvicorn
 
 from app.api.app import create_app
+from app.api.connection_limits import ConnectionLimits, guarded_protocol
 from app.cli.output import console, fail
 from app.cli.progress import RichTrainingProgress
 from app.demo.models import train_demo_models
-from app.registry.factory import open_database, open_registry
-from app.registry.keys import KeyStore
+from app.hosts import is_loopback
+from app.keys.store import KeyStore
+from app.registry.factory import open_registry
 from app.settings import Settings
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+from app.storage.schema import open_database
 
 
 def check_auth(settings: Settings) -> None:
@@ -64,7 +57,7 @@ def serve(
     ] = None,
 ) -> None:
     """Serve forecasts and anomaly detection over HTTP."""
-    overrides = {
+    overrides: dict[str, Any] = {
         key: value
         for key, value in {"host": host, "port": port, "demo_on_empty": demo}.items()
         if value is not None
@@ -78,6 +71,7 @@ def serve(
         create_app(settings),
         host=settings.host,
         port=settings.port,
+        http=guarded_protocol(ConnectionLimits.from_settings(settings)),
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
         log_level="info",
         proxy_headers=False,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import torch
 import typer
@@ -14,40 +14,43 @@ from app.cli.plots import REPORT_FILE, plot_training_report
 from app.cli.progress import RichTrainingProgress
 from app.errors import TswatchError
 from app.registry.factory import open_registry
+from app.registry.manifest import EvaluationMetrics
 from app.settings import Settings
 from app.training.config import TrainingConfig
-from app.training.data import DataValidationError
+from app.training.data.errors import DataValidationError
+from app.training.data.parsing import DEFAULT_TIME_COL, DEFAULT_VALUE_COL
 from app.training.pipeline import TrainingResult, train_file
 
 
-def metrics_table(metrics: dict[str, Any]) -> Table:
-    table = Table(title=f"Test split ({metrics['test_windows']} windows, season {metrics['season']})")
+def metrics_table(metrics: EvaluationMetrics) -> Table:
+    table = Table(title=f"Test split ({metrics.test_windows} windows, season {metrics.season})")
     for column in ("forecaster", "MAE", "RMSE", "MASE (seasonal)", "MASE (random walk)"):
         table.add_column(column, justify="right" if column != "forecaster" else "left")
-    rows = {"model": metrics["model"], **metrics["baselines"]}
-    for name, values in rows.items():
+    for name, values in metrics.by_forecaster().items():
         table.add_row(
             name.replace("_", " "),
-            f"{values['mae']:.4g}",
-            f"{values['rmse']:.4g}",
-            f"{values['mase_seasonal']:.3f}",
-            f"{values['mase_random_walk']:.3f}",
+            f"{values.mae:.4g}",
+            f"{values.rmse:.4g}",
+            f"{values.mase_seasonal:.3f}",
+            f"{values.mase_random_walk:.3f}",
         )
     return table
 
 
-def coverage_table(metrics: dict[str, Any]) -> Table:
+def coverage_table(metrics: EvaluationMetrics) -> Table:
     table = Table(title="Prediction intervals (test)")
     for column in ("level", "coverage", "mean width"):
         table.add_column(column, justify="right")
-    for level, values in metrics["intervals"].items():
-        table.add_row(f"{float(level):g}%", f"{values['coverage']:.1%}", f"{values['mean_width']:.4g}")
+    for level, values in metrics.intervals.items():
+        table.add_row(f"{float(level):g}%", f"{values.coverage:.1%}", f"{values.mean_width:.4g}")
     return table
 
 
 def write_report_plot(result: TrainingResult) -> Path | None:
     """The report PNG next to the version's artifacts; a plotting failure never fails the (registered) run."""
-    manifest = {**result.manifest, "name": result.version.name, "version": result.version.version}
+    manifest = result.manifest.model_copy(
+        update={"name": result.version.name, "version": result.version.version}
+    )
     try:
         return plot_training_report(manifest, result.version.path / REPORT_FILE)
     except (OSError, ValueError) as error:
@@ -62,18 +65,18 @@ def report(result: TrainingResult, as_json: bool, plot_path: Path | None = None)
             {
                 "name": result.version.name,
                 "version": result.version.version,
-                "metrics": manifest["metrics"],
+                "metrics": manifest.metrics.model_dump(mode="json"),
                 "report_plot": None if plot_path is None else str(plot_path),
             }
         )
         return
     console.print(
         f"Registered [bold]{result.version.name}[/] version [bold]{result.version.version}[/] "
-        f"(best epoch {manifest['training']['best_epoch']}, {manifest['training']['seconds']:.1f}s) "
+        f"(best epoch {manifest.training.best_epoch}, {manifest.training.seconds:.1f}s) "
         f"at {result.version.path}"
     )
-    console.print(metrics_table(manifest["metrics"]))
-    console.print(coverage_table(manifest["metrics"]))
+    console.print(metrics_table(manifest.metrics))
+    console.print(coverage_table(manifest.metrics))
     if plot_path is not None:
         console.print(f"report plot written to {plot_path}", soft_wrap=True)
 
@@ -81,8 +84,8 @@ def report(result: TrainingResult, as_json: bool, plot_path: Path | None = None)
 def train(
     data: Annotated[Path, typer.Argument(help="CSV or Parquet file.", exists=True, dir_okay=False)],
     name: Annotated[str, typer.Option(help="Model name to register the new version under.")],
-    time_col: Annotated[str, typer.Option(help="Timestamp column.")] = "timestamp",
-    value_col: Annotated[str, typer.Option(help="Value column.")] = "value",
+    time_col: Annotated[str, typer.Option(help="Timestamp column.")] = DEFAULT_TIME_COL,
+    value_col: Annotated[str, typer.Option(help="Value column.")] = DEFAULT_VALUE_COL,
     id_col: Annotated[
         str | None, typer.Option(help="Series id column (long format: one global model).")
     ] = None,
@@ -92,18 +95,22 @@ def train(
     hidden: Annotated[int, typer.Option(help="Hidden units per layer.")] = TrainingConfig.hidden,
     layers: Annotated[int, typer.Option(help="Stacked recurrent layers.")] = TrainingConfig.layers,
     dropout: Annotated[float, typer.Option(help="Dropout between layers.")] = TrainingConfig.dropout,
-    patch_len: Annotated[int, typer.Option(help="Points per recurrent step (1 = point by point).")] = 1,
+    patch_len: Annotated[
+        int, typer.Option(help="Points per recurrent step (1 = point by point).")
+    ] = TrainingConfig.patch_len,
     normalisation: Annotated[
         str, typer.Option(help="instance, last or global.")
     ] = TrainingConfig.normalisation,
     calendar: Annotated[
         bool | None,
         typer.Option("--calendar/--no-calendar", help="Calendar inputs (default: sub-daily data)."),
-    ] = None,
+    ] = TrainingConfig.calendar,
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = TrainingConfig.epochs,
     batch_size: Annotated[int, typer.Option(help="Windows per batch.")] = TrainingConfig.batch_size,
     lr: Annotated[float, typer.Option(help="Learning rate (AdamW).")] = TrainingConfig.lr,
-    patience: Annotated[int, typer.Option(help="Epochs without validation gain before stopping.")] = 5,
+    patience: Annotated[
+        int, typer.Option(help="Epochs without validation gain before stopping.")
+    ] = TrainingConfig.patience,
     seed: Annotated[int, typer.Option(help="Random seed (runs are deterministic).")] = TrainingConfig.seed,
     alias: Annotated[str | None, typer.Option(help="Point this alias at the new version.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,

@@ -111,32 +111,6 @@ class _Prepared:
         return np.where(self.in_window, profile.tp * self.unit, profile.fp * self.unit)
 
 
-# ----------------------------------------------------------------------------------------------- profiles
-
-
-def load_profiles(path: Path | None = None) -> dict[str, CostProfile]:
-    """Profiles from a NAB ``profiles.json``; the three built-in NAB profiles when ``path`` is None."""
-    if path is None:
-        return dict(DEFAULT_PROFILES)
-    raw = _read_json(path)
-    if not isinstance(raw, dict) or not raw:
-        raise ValueError(f"{path}: expected a non-empty JSON object of profiles")
-    return {name: _parse_profile(path, name, spec) for name, spec in raw.items()}
-
-
-def _parse_profile(path: Path, name: str, spec: Any) -> CostProfile:
-    try:
-        matrix = spec["CostMatrix"]
-        return CostProfile(
-            tp=float(matrix["tpWeight"]),
-            fp=float(matrix["fpWeight"]),
-            fn=float(matrix["fnWeight"]),
-            tn=float(matrix["tnWeight"]),
-        )
-    except (KeyError, TypeError, ValueError) as error:
-        raise ValueError(f"{path}: profile {name!r} needs CostMatrix.tp/fp/fn/tnWeight numbers") from error
-
-
 # ----------------------------------------------------------------------------------------------- scoring
 
 
@@ -151,23 +125,6 @@ def sigmoid(y: np.ndarray | float) -> np.ndarray:
     ok = y <= 3
     out[ok] = 2.0 / (1.0 + np.exp(5.0 * y[ok])) - 1.0
     return out
-
-
-def score_file(
-    timestamps: pd.DatetimeIndex | Sequence[Any] | np.ndarray,
-    scores: Sequence[float] | np.ndarray,
-    windows: Sequence[tuple[Any, Any]],
-    profile: CostProfile,
-    threshold: float,
-    *,
-    probation: int | None = None,
-) -> FileScore:
-    """Raw NAB score of one file; a row is a detection iff its score >= ``threshold``.
-
-    ``probation`` defaults to NAB's min(floor(0.15 * N), 750) leading rows, which are not scored.
-    """
-    prepared = _prepare(_as_index(timestamps), np.asarray(scores, dtype=float), windows, probation)
-    return _score_prepared(prepared, profile, threshold)
 
 
 def _prepare(

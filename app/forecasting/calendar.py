@@ -16,9 +16,9 @@ CALENDAR_FEATURES: dict[str, tuple[str, float]] = {
 def default_calendar_features(frequency: str) -> list[str]:
     """Features worth using at a frequency: time of day below a day, day of week below a week."""
     step = pd.tseries.frequencies.to_offset(frequency)
-    try:
+    if isinstance(step, pd.offsets.Tick):  # fixed-length steps (hours, minutes, ...)
         seconds = pd.Timedelta(step).total_seconds()
-    except ValueError:
+    else:  # calendar steps (days, business days, months, ...): their length from a fixed date
         seconds = (pd.Timestamp("2001-01-01") + step - pd.Timestamp("2001-01-01")).total_seconds()
     if seconds < 86_400:
         return ["hour_of_day", "day_of_week"]

@@ -24,7 +24,8 @@ def seasonal_naive_forecast(values: np.ndarray, origins: np.ndarray, horizon: in
     """Repeat the last observed season: origins [K] -> [K, H]; season 1 is the random walk."""
     steps = np.arange(horizon)
     lags = season * (steps // season + 1) - steps  # [H]: how far back each step copies from
-    return values[origins[:, None] - lags[None, :]]  # [K, 1] - [1, H] -> [K, H]
+    forecast: np.ndarray = values[origins[:, None] - lags[None, :]]  # [K, 1] - [1, H] -> [K, H]
+    return forecast
 
 
 def interval_coverage(targets: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:

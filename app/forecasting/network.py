@@ -3,12 +3,13 @@ horizon step's quantiles at once (direct multi-horizon)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
-CELLS: dict[str, type[nn.RNNBase]] = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}
+CELLS: dict[str, Callable[..., nn.RNNBase]] = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}
 
 HiddenState = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -32,14 +33,16 @@ class NetworkConfig:
 
 
 class RecurrentForecastNetwork(nn.Module):
+    quantile_offsets: torch.Tensor  # buffer [H, Q] added to the quantiles outside training
+
     def __init__(self, config: NetworkConfig) -> None:
         super().__init__()
         self.config = config
         inter_layer_dropout = config.dropout if config.num_layers > 1 else 0.0
         self.rnn = CELLS[config.cell](
-            config.input_size,
-            config.hidden_size,
-            config.num_layers,
+            input_size=config.input_size,
+            hidden_size=config.hidden_size,
+            num_layers=config.num_layers,
             batch_first=True,
             dropout=inter_layer_dropout,
         )
@@ -62,7 +65,7 @@ class RecurrentForecastNetwork(nn.Module):
 
     def readout(self, last_hidden: torch.Tensor) -> torch.Tensor:
         """Head on the last hidden state: [B, hidden] -> [B, H, Q], calibrated and sorted outside training."""
-        raw = self.head(last_hidden)  # [B, hidden] -> [B, H * Q]
+        raw: torch.Tensor = self.head(last_hidden)  # [B, hidden] -> [B, H * Q]
         quantiles = raw.view(-1, self.config.horizon, self.config.num_quantiles)  # -> [B, H, Q]
         if self.training:
             return quantiles

@@ -42,12 +42,3 @@ class SplitBounds:
         first = max(start, window)
         last = end - horizon
         return np.arange(first, last + 1) if last >= first else np.zeros(0, dtype=np.int64)
-
-
-def gather_windows(
-    values: np.ndarray, origins: np.ndarray, window: int, horizon: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs [K, window] and targets [K, horizon] for the forecast origins `origins` [K]."""
-    inputs = values[origins[:, None] + np.arange(-window, 0)[None, :]]  # [K, 1] + [1, L] -> [K, L]
-    targets = values[origins[:, None] + np.arange(horizon)[None, :]]  # [K, 1] + [1, H] -> [K, H]
-    return inputs, targets

@@ -10,18 +10,18 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import torch
+from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from app.errors import UnavailableError
+from app.registry.manifest import MANIFEST_FORMAT, Manifest, WeightsRef, parse_manifest
 
 WEIGHTS_FILE = "model.safetensors"
 MANIFEST_FILE = "manifest.json"
-MANIFEST_FORMAT = "tswatch-model/1"
 
 
 class ArtifactIntegrityError(UnavailableError):
@@ -48,21 +48,15 @@ def fsync_directory(path: Path) -> None:
         os.close(descriptor)
 
 
-def manifest_bytes(manifest: dict[str, Any]) -> bytes:
-    return json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False).encode()
+def manifest_bytes(manifest: Manifest) -> bytes:
+    return json.dumps(manifest.to_json_dict(), indent=2, sort_keys=True, allow_nan=False).encode()
 
 
-def write_artifact(
-    directory: Path, tensors: dict[str, torch.Tensor], manifest: dict[str, Any]
-) -> tuple[str, str]:
+def write_artifact(directory: Path, tensors: dict[str, torch.Tensor], manifest: Manifest) -> tuple[str, str]:
     """Write weights and manifest into `directory` (fsynced); returns (weights sha256, manifest sha256)."""
     weights = save_safetensors({key: value.detach().contiguous().cpu() for key, value in tensors.items()})
     weights_sha = sha256_bytes(weights)
-    manifest = {
-        **manifest,
-        "format": MANIFEST_FORMAT,
-        "weights": {"file": WEIGHTS_FILE, "sha256": weights_sha},
-    }
+    manifest = manifest.model_copy(update={"weights": WeightsRef(file=WEIGHTS_FILE, sha256=weights_sha)})
     encoded_manifest = manifest_bytes(manifest)
     _write_durably(directory / WEIGHTS_FILE, weights)
     _write_durably(directory / MANIFEST_FILE, encoded_manifest)
@@ -77,7 +71,8 @@ def _read(path: Path) -> bytes:
         raise ArtifactIntegrityError(f"cannot read {path}: {error.strerror or error}") from error
 
 
-def read_manifest(directory: Path, expected_sha256: str | None = None) -> dict[str, Any]:
+def read_manifest(directory: Path, expected_sha256: str | None = None) -> Manifest:
+    """Read, verify (sha256 when given), upgrade and validate a manifest; any failure is an integrity error."""
     raw = _read(directory / MANIFEST_FILE)
     if expected_sha256 is not None and sha256_bytes(raw) != expected_sha256:
         raise ArtifactIntegrityError(
@@ -89,14 +84,30 @@ def read_manifest(directory: Path, expected_sha256: str | None = None) -> dict[s
         raise ArtifactIntegrityError(f"{directory / MANIFEST_FILE} is not valid JSON: {error}") from error
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         raise ArtifactIntegrityError(f"{directory / MANIFEST_FILE} is not a {MANIFEST_FORMAT} manifest")
-    return manifest
+    try:
+        return parse_manifest(manifest)
+    except ValidationError as error:
+        raise ArtifactIntegrityError(
+            f"{directory / MANIFEST_FILE} is not a valid manifest: {_describe(error)}"
+        ) from error
+    except ValueError as error:
+        raise ArtifactIntegrityError(f"{directory / MANIFEST_FILE}: {error}") from error
 
 
-def read_weights(directory: Path, manifest: dict[str, Any]) -> dict[str, torch.Tensor]:
+def _describe(error: ValidationError, shown: int = 3) -> str:
+    """`field.path: problem` for the first few invalid fields, and how many there are in all."""
+    problems = [
+        f"{'.'.join(str(part) for part in item['loc']) or '<root>'}: {item['msg']}" for item in error.errors()
+    ]
+    more = f" (and {len(problems) - shown} more)" if len(problems) > shown else ""
+    return "; ".join(problems[:shown]) + more
+
+
+def read_weights(directory: Path, manifest: Manifest) -> dict[str, torch.Tensor]:
     """Read and verify the weights against the manifest's sha256; refuse anything that is not safetensors."""
     path = directory / WEIGHTS_FILE
     raw = _read(path)
-    expected = manifest.get("weights", {}).get("sha256")
+    expected = None if manifest.weights is None else manifest.weights.sha256
     if sha256_bytes(raw) != expected:
         raise ArtifactIntegrityError(f"{path} does not match its recorded sha256: tampered or truncated")
     try:

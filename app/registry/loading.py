@@ -3,26 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from app.forecasting.forecaster import Forecaster, ForecasterSpec
 from app.forecasting.network import RecurrentForecastNetwork
 from app.registry.artifacts import ArtifactIntegrityError
+from app.registry.manifest import Manifest
 
 
 @dataclass(frozen=True)
 class LoadedModel:
     name: str
     version: int
-    manifest: dict[str, Any]
+    manifest: Manifest
     forecaster: Forecaster
 
 
-def build_forecaster(manifest: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Forecaster:
+def build_forecaster(spec: ForecasterSpec, tensors: dict[str, torch.Tensor]) -> Forecaster:
+    """The network `spec` declares, with `tensors` as its weights (they must fit it exactly)."""
     try:
-        spec = ForecasterSpec.from_dict(manifest["spec"])
         network = RecurrentForecastNetwork(spec.network)
         network.load_state_dict(tensors, strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError) as error:

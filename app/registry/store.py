@@ -1,19 +1,18 @@
 """The model registry: immutable numbered versions, movable aliases, crash-safe publishing.
 
-Publishing writes the artifact into a temporary folder beside the versions, fsyncs it, claims the next
-version number by renaming the folder (a rename onto an existing folder fails, so two publishers never share
-a number), fsyncs the parent, and only then inserts the database row. The row is the commit point: a crash
+Publishing holds the model's publish lock (app.registry.layout) throughout: it writes the artifact into a
+staging folder beside the versions, fsyncs it, claims the number after the last registered version by renaming
+the folder, fsyncs the parent, and only then inserts the database row. The row is the commit point: a crash
 before it leaves at most an orphan folder that no row points to, and every row always points to a complete,
-verified artifact.
+verified artifact. Orphans never burn a number (the next claim discards one in its way) and are cleaned by
+app.registry.gc (`tswatch models gc`, and at server start).
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import re
 import shutil
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,9 +29,12 @@ from app.registry.artifacts import (
     read_weights,
     write_artifact,
 )
-from app.registry.database import Database, utc_now
+from app.registry.layout import discard, new_staging, publish_lock
 from app.registry.loading import LoadedModel, build_forecaster
-from app.registry.tables import AliasRow, ModelRow, VersionRow
+from app.registry.manifest import Manifest
+from app.storage.database import Database
+from app.storage.tables.registry import AliasRow, ModelRow, VersionRow
+from app.timestamps import utc_now
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
@@ -117,7 +119,7 @@ class Registry:
         self,
         name: str,
         tensors: dict[str, torch.Tensor],
-        manifest: dict[str, Any],
+        manifest: Manifest,
         summary: dict[str, Any] | None = None,
         alias: str | None = None,
     ) -> VersionInfo:
@@ -126,45 +128,45 @@ class Registry:
             validate_alias(alias)
         model_dir = self.root / name
         model_dir.mkdir(parents=True, exist_ok=True)
-        staging = model_dir / f".staging-{uuid.uuid4().hex}"
-        staging.mkdir()
-        try:
-            weights_sha, manifest_sha = write_artifact(staging, tensors, {**manifest, "name": name})
-            version = self._claim_version(name, staging)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        row = VersionRow(
-            model_name=name,
-            version=version,
-            path=f"{name}/{version}",
-            weights_sha256=weights_sha,
-            manifest_sha256=manifest_sha,
-            summary=json.dumps(summary or {}, allow_nan=False),
-        )
-        with self.database.session() as session:
-            if session.get(ModelRow, name) is None:
-                session.add(ModelRow(name=name))
+        with publish_lock(model_dir):
+            staging = new_staging(model_dir)
+            try:
+                weights_sha, manifest_sha = write_artifact(
+                    staging, tensors, manifest.model_copy(update={"name": name})
+                )
+                version = self._claim_version(name, staging)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            row = VersionRow(
+                model_name=name,
+                version=version,
+                path=f"{name}/{version}",
+                weights_sha256=weights_sha,
+                manifest_sha256=manifest_sha,
+                summary=json.dumps(summary or {}, allow_nan=False),
+            )
+            with self.database.session() as session:
+                if session.get(ModelRow, name) is None:
+                    session.add(ModelRow(name=name))
+                    session.flush()
+                session.add(row)
                 session.flush()
-            session.add(row)
-            session.flush()
-            if alias is not None:
-                self._upsert_alias(session, name, alias, version)
+                if alias is not None:
+                    self._upsert_alias(session, name, alias, version)
         return _version_info(row, self.root)
 
     def _claim_version(self, name: str, staging: Path) -> int:
-        candidate = self._next_version(name)
-        while True:
-            target = staging.parent / str(candidate)
-            try:
-                staging.rename(target)
-            except OSError as error:
-                if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                    raise
-                candidate += 1
-                continue
-            fsync_directory(staging.parent)
-            return candidate
+        """Rename `staging` to the number after the last registered version. Only called under the publish
+        lock, so a folder already holding that number is the orphan of a killed publish: discard it rather
+        than skip the number."""
+        version = self._next_version(name)
+        target = staging.parent / str(version)
+        if target.exists() or target.is_symlink():
+            discard(target)
+        staging.rename(target)
+        fsync_directory(staging.parent)
+        return version
 
     def _next_version(self, name: str) -> int:
         with self.database.session() as session:
@@ -256,19 +258,16 @@ class Registry:
                 f"model {name!r} has no alias {alias!r}", fields={"name": name, "alias": alias}
             )
 
-    def alias_snapshot(self) -> dict[tuple[str, str], int]:
-        with self.database.session() as session:
-            rows = session.execute(select(AliasRow.model_name, AliasRow.alias, AliasRow.version)).all()
-        return {(name, alias): version for name, alias, version in rows}
-
-    def read_manifest(self, info: VersionInfo) -> dict[str, Any]:
-        return {**read_manifest(info.path, info.manifest_sha256), "version": info.version}
+    def read_manifest(self, info: VersionInfo) -> Manifest:
+        """The verified, validated manifest of a version (an ArtifactIntegrityError if it is neither)."""
+        manifest = read_manifest(info.path, info.manifest_sha256)
+        return manifest.model_copy(update={"version": info.version})
 
     def load(self, info: VersionInfo) -> LoadedModel:
         manifest = self.read_manifest(info)
-        if manifest.get("weights", {}).get("sha256") != info.weights_sha256:
+        if manifest.weights is None or manifest.weights.sha256 != info.weights_sha256:
             raise ArtifactIntegrityError(
                 f"manifest of {info.name} v{info.version} names other weights than the registry"
             )
-        forecaster = build_forecaster(manifest, read_weights(info.path, manifest))
+        forecaster = build_forecaster(manifest.spec, read_weights(info.path, manifest))
         return LoadedModel(name=info.name, version=info.version, manifest=manifest, forecaster=forecaster)

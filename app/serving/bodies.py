@@ -1,14 +1,13 @@
 """Forecast requests answered from their raw bodies where the model runs, so the event loop only forwards bytes.
 
-The API layer supplies the function that parses, checks, forecasts, shapes and encodes (`AnswerBodies`); it runs
-in the inference worker process (named by its import path, `module:function`) or on the inference thread.
-A body it cannot parse is answered `reparse`: the API then parses it itself, exactly as for any other route, so
-clients see the same validation errors everywhere.
+`AnswerBodies` is the shape of the function that parses, checks, forecasts, shapes and encodes:
+`app.serving.forecast_answers.answer_forecasts`, called in the inference worker process or on the inference
+thread. A body it cannot parse is answered `reparse`: the API then parses it itself, exactly as for any other
+route, so clients see the same validation errors everywhere.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -26,13 +25,3 @@ class BodyReply:
 
 
 AnswerBodies = Callable[[Forecaster, dict[str, Any], list[bytes]], list[BodyReply]]
-
-
-def import_path(function: AnswerBodies) -> str:
-    return f"{function.__module__}:{function.__qualname__}"
-
-
-def load_answer(path: str) -> AnswerBodies:
-    module, _, name = path.partition(":")
-    answer: AnswerBodies = getattr(importlib.import_module(module), name)
-    return answer

@@ -4,13 +4,21 @@ Requests resolve `(name, alias)` through an in-memory table that a background re
 the registry. A moved alias (or a newly published latest version) is loaded, verified and warmed off the event
 loop first and only then swapped in; in-flight requests keep the object they hold, so nothing fails. A
 version that does not load is reported and the previous one keeps serving.
+
+Unloading: the versions that a route (an alias or the default/latest version in use) points at always stay
+loaded. Other versions (requested by explicit `?version=N`, pinned by a stream, or left behind by a moved alias)
+are kept up to `max_unrouted` at a time; when a load or an alias move makes one more, the least recently
+requested of them is unloaded, from the inference worker process too. A request that already holds an
+unloaded version finishes on the thread path; on the worker path a batch sent after the unload answers 503,
+and a retry loads the version again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -19,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from app.anomaly import CalibrationSet
+from app.concurrency import run_blocking
 from app.errors import NotFoundError, TswatchError
 from app.registry.loading import LoadedModel
 from app.registry.store import Registry, VersionInfo
@@ -53,6 +62,12 @@ class ServedModel:
 class PoolHooks:
     on_load: Callable[[str, int, bool], None] = lambda name, version, ok: None
     on_batch: Callable[[int], None] = lambda size: None
+    on_unload: Callable[[str, int], None] = lambda name, version: None
+
+
+def worker_key(name: str, version: int) -> str:
+    """The name of a model version inside the inference worker."""
+    return f"{name}:{version}"
 
 
 @dataclass
@@ -64,13 +79,20 @@ class ModelPool:
     hooks: PoolHooks = field(default_factory=PoolHooks)
     answer: AnswerBodies | None = None  # answers forecast request bodies (app.api supplies it)
     worker: InferenceWorker | None = None  # runs `answer` in a child process; None: the inference thread does
+    max_unrouted: int = 4  # loaded versions that no route points at (see the module docstring); at least 1
     _models: dict[tuple[str, int], ServedModel] = field(default_factory=dict)
     _routes: dict[Selector, int] = field(default_factory=dict)
     _locks: dict[tuple[str, int], asyncio.Lock] = field(default_factory=dict)
+    _last_used: dict[tuple[str, int], int] = field(default_factory=dict)
+    _ticks: Iterator[int] = field(default_factory=itertools.count)
+
+    def __post_init__(self) -> None:
+        if self.max_unrouted < 1:
+            raise ValueError(f"max_unrouted must be at least 1; got {self.max_unrouted}")
 
     async def run(self, function: Callable[..., Any], *args: Any) -> Any:
         """Blocking registry work (database, files) in a worker thread, away from the inference thread."""
-        return await asyncio.to_thread(function, *args)
+        return await run_blocking(function, *args)
 
     async def infer(self, function: Callable[..., Any], *args: Any) -> Any:
         """CPU-bound model work on the single inference thread, so torch never competes with itself."""
@@ -79,13 +101,37 @@ class ModelPool:
     async def get(self, name: str, version: int | None = None, alias: str | None = None) -> ServedModel:
         if version is not None:
             info = await self.run(self.registry.get_version, name, version)
-            return await self._ensure(info)
+            return await self._use(await self._ensure(info), evict=True)
         selector = (name, alias)
         if selector not in self._routes:
             info = await self.run(self.registry.resolve, name, None, alias)
             served = await self._ensure(info)
             self._routes[selector] = served.version
-        return self._models[(name, self._routes[selector])]
+            return await self._use(served, evict=True)
+        return await self._use(self._models[(name, self._routes[selector])], evict=False)
+
+    async def _use(self, served: ServedModel, evict: bool) -> ServedModel:
+        """Record the request (for least-recently-used unloading); `evict` after a possible load."""
+        self._last_used[(served.name, served.version)] = next(self._ticks)
+        if evict:
+            await self._evict()
+        return served
+
+    async def _evict(self) -> None:
+        """Unload the least recently requested versions that no route points at, beyond `max_unrouted`."""
+        routed = {(name, version) for (name, _), version in self._routes.items()}
+        unrouted = sorted(set(self._models) - routed, key=lambda key: self._last_used.get(key, -1))
+        for key in unrouted[: max(len(unrouted) - self.max_unrouted, 0)]:
+            await self._unload(key)
+
+    async def _unload(self, key: tuple[str, int]) -> None:
+        if self._models.pop(key, None) is None:  # a concurrent eviction got there first
+            return
+        self._last_used.pop(key, None)
+        if self.worker is not None:
+            await self.worker.unload(worker_key(*key))
+        self.hooks.on_unload(*key)
+        logger.info("unloaded %s v%s: no route points at it and it was not requested recently", *key)
 
     async def _ensure(self, info: VersionInfo) -> ServedModel:
         key = (info.name, info.version)
@@ -103,14 +149,14 @@ class ModelPool:
             self.hooks.on_load(info.name, info.version, False)
             raise
         self.hooks.on_load(info.name, info.version, True)
-        calibration = CalibrationSet.from_state(loaded.manifest["anomaly"]["calibration"])
+        calibration = loaded.manifest.calibration()
         batcher = MicroBatcher(run_batch, self.batch_max_wait, self.batch_max_size)
         return ServedModel(loaded=loaded, batcher=batcher, calibration=calibration)
 
     async def _batch_runner(self, loaded: LoadedModel) -> RunBatch:
         ref = {"name": loaded.name, "version": loaded.version}
         if self.worker is not None:
-            key = f"{loaded.name}:{loaded.version}"
+            key = worker_key(loaded.name, loaded.version)
             await self.worker.load(key, loaded.forecaster)
             return self._observed(partial(self.worker.answer, key, ref))
         answer = self.answer
@@ -183,6 +229,7 @@ class ModelPool:
                 continue
             self._routes[selector] = info.version
             logger.info("now serving %s%s v%s", name, f"@{alias}" if alias else "", info.version)
+        await self._evict()  # versions whose routes moved away or were dropped may now be over the cap
 
     def loaded_versions(self) -> list[tuple[str, int]]:
         return sorted(self._models)

@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 from safetensors.torch import save as save_safetensors
 
+from app.concurrency import run_blocking
 from app.errors import UnavailableError
 from app.forecasting.forecaster import Forecaster
-from app.serving.bodies import AnswerBodies, BodyReply, import_path
+from app.serving.bodies import BodyReply
 from app.serving.frames import PREFIX, Frame, FrameError, decode_frame, encode_frame
 
 logger = logging.getLogger("tswatch.serving")
@@ -37,10 +38,6 @@ class InferenceUnavailableError(UnavailableError):
 class _Waiter:
     future: asyncio.Future[Any]
     decode: Callable[[Frame], Any]  # the reply frame -> the future's result
-
-
-def first_array(frame: Frame) -> np.ndarray:
-    return frame.arrays[0]
 
 
 def nothing(frame: Frame) -> None:
@@ -63,10 +60,8 @@ class InferenceWorker:
         threads: int = 1,
         restart_delay: float = 0.5,
         on_restart: Callable[[], None] | None = None,
-        answer: AnswerBodies | None = None,
     ) -> None:
         self._threads = threads
-        self._answer = answer
         self._on_restart = on_restart or (lambda: None)
         self._restart_delay = restart_delay
         self._process: subprocess.Popen[bytes] | None = None
@@ -92,8 +87,6 @@ class InferenceWorker:
         with child:
             command = [sys.executable, "-m", "app.serving.worker", "--fd", str(child.fileno())]
             command += ["--threads", str(self._threads)]
-            if self._answer is not None:
-                command += ["--answer", import_path(self._answer)]
             self._process = subprocess.Popen(command, pass_fds=(child.fileno(),), start_new_session=True)
         reader, self._writer = await asyncio.open_unix_connection(sock=parent)
         self._reader_task = asyncio.create_task(self._read_replies(reader))
@@ -108,14 +101,12 @@ class InferenceWorker:
         self._models[key] = (forecaster.spec.to_dict(), weights)
         await self._send_load(key)
 
-    def predict(
-        self, key: str, windows: np.ndarray, calendar: np.ndarray | None
-    ) -> asyncio.Future[np.ndarray]:
-        """Quantile forecasts of model `key`: windows [B, L] (+ calendar [B, L, C]) -> [B, H, Q]."""
-        arrays = [windows.astype(np.float32, copy=False)]
-        if calendar is not None:
-            arrays.append(calendar.astype(np.float32, copy=False))
-        return self._request({"op": "predict", "model": key}, arrays, first_array)
+    async def unload(self, key: str) -> None:
+        """Drop model `key` from the worker (it is not loaded again after a restart either)."""
+        if self._models.pop(key, None) is None:
+            return
+        with contextlib.suppress(InferenceUnavailableError):  # a lost worker restarts without it anyway
+            await self._request({"op": "unload", "model": key}, [], nothing)
 
     def answer(self, key: str, ref: dict[str, Any], bodies: list[bytes]) -> asyncio.Future[list[BodyReply]]:
         """Replies of model `key` (reported as `ref`) to raw forecast request bodies, one per body."""
@@ -168,7 +159,7 @@ class InferenceWorker:
 
     async def _restart(self) -> None:
         if self._process is not None:
-            await asyncio.to_thread(self._process.wait)
+            await run_blocking(self._process.wait)
         await asyncio.sleep(self._restart_delay)
         self.restarts += 1
         self._on_restart()
@@ -200,7 +191,7 @@ class InferenceWorker:
             self._writer.close()
         self._fail_waiters(self._unavailable("is shutting down"))
         if self._process is not None:
-            await asyncio.to_thread(self._stop_process, self._process)
+            await run_blocking(self._stop_process, self._process)
 
     @staticmethod
     def _stop_process(process: subprocess.Popen[bytes]) -> None:

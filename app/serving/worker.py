@@ -3,11 +3,11 @@
 The server's event loop and torch would otherwise share one GIL; every torch call hands it back and forth with
 the loop. In a child process the model computes on another core while the loop only parses and answers HTTP.
 The worker reads frames from an inherited socket (`app.serving.frames`), rebuilds each model from its spec and
-safetensors weights (strict loading, no pickle), and answers `answer` frames (raw forecast request bodies, see
-`app.serving.bodies`) and `predict` frames (model inputs) in order. It exits when the
-server's end of the socket closes, so it never outlives the server (even after `kill -9`).
+safetensors weights (strict loading, no pickle), and answers `load`, `unload` and `answer` frames (raw forecast
+request bodies, see `app.serving.bodies`) in order. It exits when the server's end of the socket closes, so it
+never outlives the server (even after `kill -9`).
 
-    python -m app.serving.worker --fd N [--threads T] [--answer module:function]
+    python -m app.serving.worker --fd N [--threads T]
 """
 
 from __future__ import annotations
@@ -22,15 +22,16 @@ import numpy as np
 import torch
 from safetensors.torch import load as load_safetensors
 
-from app.forecasting.forecaster import Forecaster
+from app.forecasting.forecaster import Forecaster, ForecasterSpec
 from app.registry.loading import build_forecaster
-from app.serving.bodies import AnswerBodies, load_answer
+from app.serving.bodies import AnswerBodies
+from app.serving.forecast_answers import answer_forecasts
 from app.serving.frames import Frame, encode_frame, read_frame
 
 
 def load_model(frame: Frame) -> Forecaster:
-    forecaster = build_forecaster({"spec": frame.header["spec"]}, load_safetensors(frame.arrays[0].tobytes()))
-    spec = forecaster.spec
+    spec = ForecasterSpec.from_dict(frame.header["spec"])
+    forecaster = build_forecaster(spec, load_safetensors(frame.arrays[0].tobytes()))
     calendar = np.zeros((1, spec.window, 2 * len(spec.calendar_features)), dtype=np.float32)
     forecaster.predict(
         np.ones((1, spec.window), dtype=np.float32), calendar if spec.calendar_features else None
@@ -38,16 +39,10 @@ def load_model(frame: Frame) -> Forecaster:
     return forecaster
 
 
-def predict(models: dict[str, Forecaster], frame: Frame) -> np.ndarray:
-    windows = frame.arrays[0]  # [B, L]
-    calendar = np.array(frame.arrays[1]) if len(frame.arrays) > 1 else None  # [B, L, C], writable for torch
-    return models[frame.header["model"]].predict(windows, calendar).astype(np.float32)  # [B, H, Q]
-
-
 def answer(models: dict[str, Forecaster], frame: Frame, answer_bodies: AnswerBodies | None) -> bytes:
     """Answer raw request bodies: [sizes] of concatenated bytes -> per body a reply (+ concatenated ok bodies)."""
     if answer_bodies is None:
-        raise ValueError("this worker was started without --answer")
+        raise ValueError("this worker has no forecast body handler")
     blob = frame.arrays[0].tobytes()
     offsets = itertools.accumulate(frame.header["sizes"], initial=0)
     bodies = [blob[start:end] for start, end in itertools.pairwise(offsets)]
@@ -66,10 +61,10 @@ def handle(models: dict[str, Forecaster], frame: Frame, answer_bodies: AnswerBod
     try:
         if op == "answer":
             return answer(models, frame, answer_bodies)
-        if op == "predict":
-            return encode_frame(header, [predict(models, frame)])
         if op == "load":
             models[frame.header["model"]] = load_model(frame)
+        elif op == "unload":
+            models.pop(frame.header["model"], None)
         else:
             raise ValueError(f"unknown operation {op!r}")
     except Exception as error:  # reported to the server, which owns the request
@@ -89,11 +84,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="tswatch inference worker (started by `tswatch serve`)")
     parser.add_argument("--fd", type=int, required=True, help="file descriptor of the socket to the server")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--answer", help="module:function answering raw forecast request bodies")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server drains on Ctrl-C and still needs its worker
     torch.set_num_threads(args.threads)
-    serve(socket.socket(fileno=args.fd), load_answer(args.answer) if args.answer else None)
+    serve(socket.socket(fileno=args.fd), answer_forecasts)
 
 
 if __name__ == "__main__":

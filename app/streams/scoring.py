@@ -59,6 +59,7 @@ from app.errors import InvalidInputError
 from app.forecasting.calendar import calendar_matrix
 from app.forecasting.forecaster import Forecaster
 from app.forecasting.network import HiddenState
+from app.timestamps import datetime64_to_naive, to_state_iso
 
 STATE_KIND = "StreamScorer"
 STATE_VERSION = 1
@@ -77,10 +78,6 @@ class ScoredPoint:
     score: float | None
     is_anomaly: bool
     direction: str | None  # "up" / "down" when anomalous, else None
-
-
-def to_iso(stamp: datetime) -> str:
-    return stamp.isoformat()
 
 
 class StreamScorer:
@@ -135,7 +132,7 @@ class StreamScorer:
     @property
     def last_timestamp(self) -> datetime | None:
         if self._last is None and self.timestamps:
-            self._last = _to_datetime(self.timestamps[-1])
+            self._last = datetime64_to_naive(self.timestamps[-1])
         return self._last
 
     def set_sensitivity(self, sensitivity: float) -> None:
@@ -157,8 +154,8 @@ class StreamScorer:
         scored, events = self._score(timestamp, float(value))
         self.values.append(float(value))
         self.timestamps.append(np.datetime64(timestamp, "ns"))
-        self._last = _to_datetime(self.timestamps[-1])  # as stored (microsecond precision)
-        self._iso.append(to_iso(self._last))
+        self._last = datetime64_to_naive(self.timestamps[-1])  # as stored (microsecond precision)
+        self._iso.append(to_state_iso(self._last))
         if self._features:
             self._calendar_rows.append(calendar_row(self._last, self._features))
         self.point_count += 1
@@ -167,11 +164,11 @@ class StreamScorer:
 
     def _check_point(self, timestamp: datetime, value: float) -> None:
         if not math.isfinite(value):
-            raise InvalidInputError(f"value at {to_iso(timestamp)} is not a finite number")
+            raise InvalidInputError(f"value at {to_state_iso(timestamp)} is not a finite number")
         last = self.last_timestamp
         if last is not None and timestamp <= last:
             raise InvalidInputError(
-                f"timestamp {to_iso(timestamp)} is not after the stream's last point ({to_iso(last)})"
+                f"timestamp {to_state_iso(timestamp)} is not after the stream's last point ({to_state_iso(last)})"
             )
 
     def _score(self, timestamp: datetime, value: float) -> tuple[ScoredPoint, list[AlarmEvent]]:
@@ -182,7 +179,9 @@ class StreamScorer:
         direction = UP if signed >= 0 else DOWN
         score = self.calibrator.update_and_score(magnitude)
         flagged = bool(score >= score_threshold(self.calibrator.alpha))
-        events = self.policy.step(to_iso(timestamp), flagged, score, direction, value, expected, lower, upper)
+        events = self.policy.step(
+            to_state_iso(timestamp), flagged, score, direction, value, expected, lower, upper
+        )
         scored = ScoredPoint(
             index=self.point_count,
             timestamp=timestamp,
@@ -354,10 +353,12 @@ class StreamScorer:
         self.point_count = int(state["point_count"])
         self.values.extend(float(value) for value in state["values"])
         self.timestamps.extend(np.datetime64(stamp, "ns") for stamp in state["timestamps"])
-        self._iso.extend(to_iso(_to_datetime(stamp)) for stamp in self.timestamps)
+        self._iso.extend(to_state_iso(datetime64_to_naive(stamp)) for stamp in self.timestamps)
         if self._features:
             recent = list(self.timestamps)[-self.patch_len :]
-            self._calendar_rows.extend(calendar_row(_to_datetime(stamp), self._features) for stamp in recent)
+            self._calendar_rows.extend(
+                calendar_row(datetime64_to_naive(stamp), self._features) for stamp in recent
+            )
 
 
 # -------------------------------------------------------------------- per-point helpers
@@ -446,11 +447,6 @@ def _read(ordered: list[float], reader: tuple[int, float | None]) -> float:
     if weight is None:
         return ordered[column]
     return (1.0 - weight) * ordered[column - 1] + weight * ordered[column]
-
-
-def _to_datetime(stamp: np.datetime64) -> datetime:
-    """datetime64[ns] -> naive datetime (microsecond precision)."""
-    return stamp.astype("datetime64[us]").item()
 
 
 def _hidden_to_json(state: HiddenState) -> Any:

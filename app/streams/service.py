@@ -15,11 +15,9 @@ calibration, open alarm carried over); see `StreamScorer.from_state`.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -29,11 +27,15 @@ from sqlalchemy.orm import Session
 
 from app.anomaly import AlarmEvent, Episode
 from app.anomaly.sensitivity import DEFAULT_SENSITIVITY, validate_sensitivity
+from app.concurrency import run_blocking
 from app.errors import ConflictError, InvalidInputError, NotFoundError, TswatchError
-from app.registry.database import Base, Database, utc_now
 from app.serving.pool import ModelPool, ServedModel
+from app.storage.database import Database
+from app.storage.tables.streams import StreamEpisodeRow, StreamPointRow, StreamRow
+from app.streams.locks import LockRegistry
+from app.streams.queries import StoredPoint, StreamSummary, latest_points, stream_summaries
 from app.streams.scoring import ScoredPoint, StreamScorer
-from app.streams.tables import StreamEpisodeRow, StreamPointRow, StreamRow
+from app.timestamps import from_state_iso, utc_now
 
 MAX_STREAM_ID = 200
 MAX_CACHED_SCORERS = 10_000
@@ -105,14 +107,18 @@ class _Loaded:
 
 
 class StreamService:
-    def __init__(self, database: Database, pool: ModelPool) -> None:
+    def __init__(self, database: Database, pool: ModelPool, alarm_sink: AlarmSink | None = None) -> None:
+        """`alarm_sink` runs inside each append's transaction (the webhook outbox records its events there)."""
         self.database = database
         self.pool = pool
-        tables = [StreamRow.__table__, StreamPointRow.__table__, StreamEpisodeRow.__table__]
-        Base.metadata.create_all(database.engine, tables=tables)  # type: ignore[arg-type]
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks = LockRegistry()  # one lock per stream id, only while held or awaited
         self._scorers: OrderedDict[str, tuple[int, StreamScorer]] = OrderedDict()  # id -> (revision, scorer)
-        self.alarm_sink: AlarmSink | None = None
+        self.alarm_sink = alarm_sink
+
+    @property
+    def active_locks(self) -> int:
+        """Stream ids whose lock is held or awaited right now: 0 when idle (locks do not outlive their use)."""
+        return len(self._locks)
 
     # ---------------------------------------------------------------- configuration
     async def upsert(
@@ -129,7 +135,7 @@ class StreamService:
             raise InvalidInputError("pass either version or alias, not both", fields={"field": "version"})
         value = _sensitivity(sensitivity)
         await self.pool.get(model, version=version, alias=alias)  # 404 when it does not resolve
-        async with self._lock(stream_id):
+        async with self._locks.hold(stream_id):
             self._scorers.pop(stream_id, None)
             created = await self.pool.run(self._write_config, stream_id, model, alias, version, value)
             return await self.get(stream_id), created
@@ -158,7 +164,7 @@ class StreamService:
         return _info(loaded.row, loaded.open_episode)
 
     async def delete(self, stream_id: str) -> None:
-        async with self._lock(stream_id):
+        async with self._locks.hold(stream_id):
             self._scorers.pop(stream_id, None)
             await self.pool.run(self._delete, stream_id)
 
@@ -186,10 +192,22 @@ class StreamService:
             rows = session.scalars(query.order_by(StreamEpisodeRow.opened_at)).all()
             return [_episode_info(row) for row in rows]
 
+    # ---------------------------------------------------------------- overviews (read-only)
+    async def summaries(self) -> list[StreamSummary]:
+        """Every stream with its point count, last timestamp and alarm counts, ordered by id."""
+        return await run_blocking(stream_summaries, self.database)
+
+    async def latest_points(self, stream_id: str, limit: int) -> list[StoredPoint]:
+        """The newest `limit` stored points of a stream with their forecast band and score, oldest first."""
+        points = await run_blocking(latest_points, self.database, stream_id, limit)
+        if points is None:
+            raise NotFoundError(f"stream {stream_id!r} does not exist")
+        return points
+
     # ---------------------------------------------------------------- points
     async def append(self, stream_id: str, points: Sequence[tuple[datetime, float]]) -> AppendResult:
         """Validate, score and durably store `points` (timestamp naive UTC, value) in order."""
-        async with self._lock(stream_id):
+        async with self._locks.hold(stream_id):
             row = await self._checked_row(stream_id, points)
             staged = await self._stage(stream_id, points, row)
             revision, stream = await self.pool.run(self._persist, staged)
@@ -246,9 +264,7 @@ class StreamService:
         ids = [stream_id for stream_id, _ in batches]
         if len(set(ids)) != len(ids):
             raise InvalidInputError("each stream may appear once per batch", fields={"field": "points"})
-        async with AsyncExitStack() as stack:
-            for stream_id in sorted(ids):  # one global order: no deadlock between concurrent batches
-                await stack.enter_async_context(self._lock(stream_id))
+        async with self._locks.hold_all(ids):  # sorted: one global order, no deadlock between batches
             staged = [await self._stage_named(stream_id, points) for stream_id, points in batches]
             written = await self.pool.run(self._persist_many, staged, in_transaction)
             for item, (revision, _) in zip(staged, written, strict=True):
@@ -335,9 +351,6 @@ class StreamService:
             session.expunge(row)
             return _Loaded(row, None if episode is None else _episode_info(episode))
 
-    def _lock(self, stream_id: str) -> asyncio.Lock:
-        return self._locks.setdefault(stream_id, asyncio.Lock())
-
     def _remember(self, stream_id: str, revision: int, scorer: StreamScorer) -> None:
         self._scorers[stream_id] = (revision, scorer)
         while len(self._scorers) > MAX_CACHED_SCORERS:
@@ -416,7 +429,7 @@ def _refresh_open_episode(session: Session, stream_id: str, episode: Episode | N
     row = session.scalars(
         select(StreamEpisodeRow).where(
             StreamEpisodeRow.stream_id == stream_id,
-            StreamEpisodeRow.opened_at == _parse(episode.opened_at),
+            StreamEpisodeRow.opened_at == from_state_iso(episode.opened_at),
         )
     ).first()
     if row is None:  # opened before this stream had an episode row (should not happen); record it now
@@ -429,11 +442,11 @@ def _refresh_open_episode(session: Session, stream_id: str, episode: Episode | N
 def _episode_fields(episode: Episode) -> dict[str, Any]:
     peak = episode.peak
     return {
-        "started_at": _parse(episode.started_at),
-        "opened_at": _parse(episode.opened_at),
-        "last_flagged_at": _parse(episode.last_flagged_at),
-        "resolved_at": None if episode.resolved_at is None else _parse(episode.resolved_at),
-        "peak_timestamp": _parse(peak.timestamp),
+        "started_at": from_state_iso(episode.started_at),
+        "opened_at": from_state_iso(episode.opened_at),
+        "last_flagged_at": from_state_iso(episode.last_flagged_at),
+        "resolved_at": None if episode.resolved_at is None else from_state_iso(episode.resolved_at),
+        "peak_timestamp": from_state_iso(peak.timestamp),
         "peak_score": peak.score,
         "peak_value": peak.value,
         "peak_expected": None if peak.expected != peak.expected else peak.expected,
@@ -477,7 +490,3 @@ def _info(row: StreamRow, open_episode: EpisodeInfo | None) -> StreamInfo:
         state_model_version=row.state_model_version,
         open_episode=open_episode,
     )
-
-
-def _parse(stamp: Any) -> datetime:
-    return datetime.fromisoformat(str(stamp))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import platform
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -17,10 +16,25 @@ from app.forecasting.forecaster import Forecaster, ForecasterSpec
 from app.forecasting.network import NetworkConfig
 from app.forecasting.scaling import Scaling
 from app.forecasting.windows import SplitBounds
-from app.registry.database import utc_now
+from app.registry.manifest import (
+    AnomalyState,
+    CalibrationState,
+    DataDescription,
+    EvaluationMetrics,
+    FilledGap,
+    Manifest,
+    ResidualSummary,
+    Runtime,
+    SeriesExtent,
+    TrainingRun,
+)
 from app.registry.store import Registry, VersionInfo, validate_alias, validate_model_name
+from app.timestamps import utc_now
 from app.training.config import TrainingConfig
-from app.training.data import DataValidationError, PreparedData, detect_season, load_training_data
+from app.training.data.errors import DataValidationError
+from app.training.data.parsing import DEFAULT_TIME_COL, DEFAULT_VALUE_COL
+from app.training.data.prepared import PreparedData, load_training_data
+from app.training.data.seasons import detect_season
 from app.training.dataset import WindowDataset
 from app.training.evaluation import Predictions, calibrate_intervals, predict_origins, test_metrics
 from app.training.report import report_data
@@ -33,7 +47,7 @@ MIN_SERIES_CALIBRATION = 50
 @dataclass(frozen=True)
 class TrainingResult:
     version: VersionInfo
-    manifest: dict[str, Any]
+    manifest: Manifest
     history: TrainingHistory
 
 
@@ -87,7 +101,7 @@ def _spec(
 
 def _anomaly_calibration(
     spec: ForecasterSpec, dataset: WindowDataset, validation: Predictions
-) -> dict[str, Any]:
+) -> CalibrationSet:
     """Calibrate residual scores on one-step-ahead validation forecasts, globally and per series."""
     lead_one = validation.quantiles[:, 0, :]  # [K, H, Q] -> [K, Q]
     actual = validation.targets[:, 0]  # [K, H] -> [K]
@@ -100,54 +114,37 @@ def _anomaly_calibration(
                 calibration.add(
                     series.id, calibrate_from_residuals(actual[mask], lead_one[mask], spec.quantiles)
                 )
-    return calibration.to_state()
+    return calibration
 
 
-def _manifest(
-    spec: ForecasterSpec,
-    config: TrainingConfig,
-    data: PreparedData,
-    history: TrainingHistory,
-    metrics: dict[str, Any],
-    extras: dict[str, Any],
-) -> dict[str, Any]:
-    return {
-        "created_at": utc_now().isoformat() + "Z",
-        "code_version": app.__version__,
-        "runtime": {"python": platform.python_version(), "torch": torch.__version__},
-        "spec": spec.to_dict(),
-        "training": {
-            "config": config.to_dict(),
-            "best_epoch": history.best_epoch,
-            "best_val_loss": history.best_val_loss,
-            "stopped_early": history.stopped_early,
-            "seconds": round(history.seconds, 3),
-            "history": [asdict(record) for record in history.epochs],
-        },
-        "data": {
-            "source": extras.pop("source", "<data>"),
-            "fingerprint": data.fingerprint,
-            "frequency": data.frequency,
-            "rows": data.source_rows,
-            "series": [
-                {
-                    "id": s.id,
-                    "length": len(s.values),
-                    "start": str(s.timestamps[0]),
-                    "end": str(s.timestamps[-1]),
-                }
-                for s in data.series
-            ],
-            "gaps": [_plain(asdict(gap)) for gap in data.gaps],
-            "last_values": {s.id: [float(v) for v in s.values[-spec.window :]] for s in data.series[:16]},
-            "last_timestamps": {s.id: str(s.timestamps[-1]) for s in data.series},
-        },
-        "metrics": metrics,
-        **extras,
-    }
+def _training_run(config: TrainingConfig, history: TrainingHistory) -> TrainingRun:
+    return TrainingRun(
+        config=config,
+        best_epoch=history.best_epoch,
+        best_val_loss=history.best_val_loss,
+        stopped_early=history.stopped_early,
+        seconds=round(history.seconds, 3),
+        history=list(history.epochs),
+    )
 
 
-def _plain(record: dict[str, Any]) -> dict[str, Any]:
+def _data_description(data: PreparedData, window: int, source: str) -> DataDescription:
+    return DataDescription(
+        source=source,
+        fingerprint=data.fingerprint,
+        frequency=data.frequency,
+        rows=data.source_rows,
+        series=[
+            SeriesExtent(id=s.id, length=len(s.values), start=str(s.timestamps[0]), end=str(s.timestamps[-1]))
+            for s in data.series
+        ],
+        gaps=[FilledGap.model_validate(_plain(asdict(gap))) for gap in data.gaps],
+        last_values={s.id: [float(v) for v in s.values[-window:]] for s in data.series[:16]},
+        last_timestamps={s.id: str(s.timestamps[-1]) for s in data.series},
+    )
+
+
+def _plain(record: dict[str, object]) -> dict[str, object]:
     return {
         key: value if isinstance(value, (int, float, str, type(None))) else str(value)
         for key, value in record.items()
@@ -181,34 +178,45 @@ def train_model(
     interval_offsets = calibrate_intervals(forecaster, validation)
     validation = predict_origins(forecaster, dataset, dataset.origins("val"))
     test = predict_origins(forecaster, dataset, dataset.origins("test"))
-    metrics = test_metrics(forecaster, dataset, test, season)
+    metrics = EvaluationMetrics.model_validate(test_metrics(forecaster, dataset, test, season))
     calibration = _anomaly_calibration(forecaster.spec, dataset, validation)
-    extras = {
-        "source": source,
-        "season": season,
-        "interval_calibration": interval_offsets,
-        "anomaly": {"calibration": calibration},
-        "residuals": _residual_summary(validation, forecaster.spec.median_index),
-        "report": report_data(forecaster.spec, dataset, data, test, validation, calibration),
+    manifest = Manifest(
+        name=name,
+        created_at=utc_now(),
+        code_version=app.__version__,
+        runtime=Runtime(python=platform.python_version(), torch=torch.__version__),
+        spec=forecaster.spec,
+        training=_training_run(config, history),
+        data=_data_description(data, forecaster.spec.window, source),
+        metrics=metrics,
+        season=season,
+        interval_calibration=interval_offsets,
+        anomaly=AnomalyState(calibration=CalibrationState.of(calibration)),
+        residuals=_residual_summary(validation, forecaster.spec.median_index),
+        report=report_data(forecaster.spec, dataset, data, test, validation, calibration),
+    )
+    summary = {
+        "metrics": metrics.model.model_dump(mode="json"),
+        "baselines": metrics.baselines.model_dump(mode="json"),
+        "frequency": data.frequency,
     }
-    manifest = _manifest(forecaster.spec, config, data, history, metrics, extras)
-    summary = {"metrics": metrics["model"], "baselines": metrics["baselines"], "frequency": data.frequency}
     version = registry.publish(name, forecaster.network.state_dict(), manifest, summary=summary, alias=alias)
     return TrainingResult(version=version, manifest=manifest, history=history)
 
 
-def _residual_summary(validation: Predictions, median_index: int) -> dict[str, float]:
+def _residual_summary(validation: Predictions, median_index: int) -> ResidualSummary:
     residuals = validation.targets[:, 0] - validation.quantiles[:, 0, median_index]  # [K]
-    quantiles = np.quantile(residuals, [0.01, 0.05, 0.5, 0.95, 0.99])
-    return {
-        "count": len(residuals),
-        "mean": float(np.mean(residuals)),
-        "std": float(np.std(residuals)),
-        **{
-            f"q{int(q * 100):02d}": float(v)
-            for q, v in zip([0.01, 0.05, 0.5, 0.95, 0.99], quantiles, strict=True)
-        },
-    }
+    q01, q05, q50, q95, q99 = (float(v) for v in np.quantile(residuals, [0.01, 0.05, 0.5, 0.95, 0.99]))
+    return ResidualSummary(
+        count=len(residuals),
+        mean=float(np.mean(residuals)),
+        std=float(np.std(residuals)),
+        q01=q01,
+        q05=q05,
+        q50=q50,
+        q95=q95,
+        q99=q99,
+    )
 
 
 def train_file(
@@ -217,8 +225,8 @@ def train_file(
     registry: Registry,
     config: TrainingConfig | None = None,
     *,
-    time_col: str = "timestamp",
-    value_col: str = "value",
+    time_col: str = DEFAULT_TIME_COL,
+    value_col: str = DEFAULT_VALUE_COL,
     id_col: str | None = None,
     alias: str | None = None,
     progress: TrainingProgress | None = None,

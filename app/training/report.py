@@ -1,4 +1,4 @@
-"""A small, plottable summary of a training run stored in the manifest (`manifest["report"]`).
+"""A small, plottable summary of a training run stored in the manifest (`Manifest.report`).
 
 It lets `tswatch models show NAME --plot` and the dashboard redraw the training report of any version without
 the data: the last test-period one-step-ahead forecasts of the first series with their calibrated 80%/95%
@@ -8,15 +8,14 @@ measures them) with the calibrated flagging threshold at the default sensitivity
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from app.anomaly import CalibrationSet, SpreadResidualScorer, sensitivity_to_alpha
 from app.anomaly.sensitivity import DEFAULT_SENSITIVITY
 from app.forecasting.forecaster import ForecasterSpec
 from app.forecasting.quantiles import interpolate_quantile
-from app.training.data import PreparedData
+from app.registry.manifest import ForecastSample, ResidualHistogram, TrainingReport
+from app.training.data.prepared import PreparedData
 from app.training.dataset import WindowDataset
 from app.training.evaluation import Predictions
 
@@ -31,35 +30,39 @@ def _floats(values: np.ndarray) -> list[float]:
 
 def forecast_sample(
     spec: ForecasterSpec, dataset: WindowDataset, data: PreparedData, test: Predictions, points: int
-) -> dict[str, Any]:
+) -> ForecastSample:
     """Lead-1 test forecasts of the first series (its last `points` origins)."""
     mask = dataset.series_of(test.origins) == 0
     origins = test.origins[mask][-points:]  # [P]
     quantiles = test.quantiles[mask][-points:, 0, :]  # [K, H, Q] -> [P, Q]
     series = data.series[0]
     stamps = series.timestamps[origins - dataset.series[0].offset]
-    sample: dict[str, Any] = {
-        "series": series.id,
-        "timestamps": [str(np.datetime_as_string(np.datetime64(s, "s"))) for s in stamps],
-        "actual": _floats(test.targets[mask][-points:, 0]),
-        "median": _floats(quantiles[:, spec.median_index]),
-    }
-    for level, low, high in ((80, 0.1, 0.9), (95, 0.025, 0.975)):
-        sample[f"lower{level}"] = _floats(interpolate_quantile(quantiles, spec.quantiles, low))
-        sample[f"upper{level}"] = _floats(interpolate_quantile(quantiles, spec.quantiles, high))
-    return sample
+
+    def band(level: float) -> list[float]:
+        return _floats(interpolate_quantile(quantiles, spec.quantiles, level))
+
+    return ForecastSample(
+        series=series.id,
+        timestamps=[str(np.datetime_as_string(np.datetime64(s, "s"))) for s in stamps],
+        actual=_floats(test.targets[mask][-points:, 0]),
+        median=_floats(quantiles[:, spec.median_index]),
+        lower80=band(0.1),
+        upper80=band(0.9),
+        lower95=band(0.025),
+        upper95=band(0.975),
+    )
 
 
 def residual_histogram(
-    spec: ForecasterSpec, validation: Predictions, calibration_state: dict[str, Any]
-) -> dict[str, Any]:
+    spec: ForecasterSpec, validation: Predictions, calibration: CalibrationSet
+) -> ResidualHistogram:
     """Signed spread residuals of the validation lead-1 forecasts, binned, and the calibrated threshold."""
     scores = SpreadResidualScorer().score(
         validation.targets[:, 0], validation.quantiles[:, 0, :], spec.quantiles
     )
     signed = scores.signed[~np.isnan(scores.signed)]
-    calibrator = CalibrationSet.from_state(calibration_state).for_series(None)
-    thresholds = {}
+    calibrator = calibration.for_series(None)
+    thresholds: dict[str, float | None] = {}
     for sensitivity in REPORT_SENSITIVITIES:
         value = calibrator.threshold(sensitivity_to_alpha(sensitivity))
         thresholds[f"{sensitivity:g}"] = float(value) if np.isfinite(value) else None
@@ -69,15 +72,15 @@ def residual_histogram(
     if finite:
         reach = max(reach, max(finite) * 1.1)
     counts, edges = np.histogram(np.clip(signed, -reach, reach), bins=HISTOGRAM_BINS, range=(-reach, reach))
-    return {
-        "unit": "residual / forecast spread (80% band half-width on the residual's side)",
-        "edges": _floats(edges),
-        "counts": [int(c) for c in counts],
-        # sensitivity -> |residual| at and above which a point is flagged (null: the calibration sample is too
+    return ResidualHistogram(
+        unit="residual / forecast spread (80% band half-width on the residual's side)",
+        edges=_floats(edges),
+        counts=[int(c) for c in counts],
+        # sensitivity -> |residual| at and above which a point is flagged (None: the calibration sample is too
         # small to resolve that false-alarm rate, so nothing is flagged at it)
-        "thresholds": thresholds,
-        "calibration_points": calibrator.n_calibration,
-    }
+        thresholds=thresholds,
+        calibration_points=calibrator.n_calibration,
+    )
 
 
 def report_data(
@@ -86,10 +89,10 @@ def report_data(
     data: PreparedData,
     test: Predictions,
     validation: Predictions,
-    calibration_state: dict[str, Any],
+    calibration: CalibrationSet,
     points: int = TEST_SAMPLE_POINTS,
-) -> dict[str, Any]:
-    return {
-        "test_sample": forecast_sample(spec, dataset, data, test, points),
-        "residuals": residual_histogram(spec, validation, calibration_state),
-    }
+) -> TrainingReport:
+    return TrainingReport(
+        test_sample=forecast_sample(spec, dataset, data, test, points),
+        residuals=residual_histogram(spec, validation, calibration),
+    )

@@ -5,6 +5,13 @@ only delays a retry), resolve the URL once and check every address (fail closed)
 address (`pinned_request_kwargs`) on a fresh connection with a fresh client (`trust_env=False`, no redirects),
 sign with the same webhook-id and a fresh timestamp, and record the attempt.
 
+Bounded cost: `webhook_timeout_seconds` is a TOTAL deadline per attempt (resolve, connect, send, response
+headers), enforced with `asyncio.timeout` around all of it, so a receiver trickling header bytes cannot stretch
+an attempt (httpx's own timeouts are per phase and reset on every byte). The response body is never read: the
+connection is closed once the status and headers are in (headers are capped by httpcore at 100 KiB). Fairness: at
+most `concurrency` attempts run at once, and at most `endpoint_concurrency` of them for one endpoint, so stalled
+endpoints hold at most that many slots each and a healthy endpoint's event is claimed as soon as it is due.
+
 Outcomes: 2xx succeeds; 410 Gone fails the message and disables the endpoint; anything else (3xx, which is
 never followed, 4xx, 5xx, timeouts, refused connections, refused destinations) is retried along
 `webhook_retry_schedule` (+-10 % jitter), no sooner than a `Retry-After` sent with 429/502/503/504. A message
@@ -25,14 +32,17 @@ from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 import httpx
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, func, select, update
+from sqlalchemy.orm import Session
 
 import app as package
-from app.registry.database import Database, utc_now
+from app.concurrency import run_blocking
+from app.storage.database import Database
+from app.storage.tables.webhooks import AttemptRow, DeliveryRow, EndpointRow, MessageRow
+from app.timestamps import utc_now
 from app.webhooks.outbox import FAILED, PENDING, SUCCEEDED, Outbox
 from app.webhooks.signing import signed_headers
 from app.webhooks.ssrf import DestinationPolicy, UnsafeDestinationError, pinned_request_kwargs
-from app.webhooks.tables import AttemptRow, DeliveryRow, EndpointRow, MessageRow
 
 logger = logging.getLogger("tswatch.webhooks")
 
@@ -97,6 +107,20 @@ def next_delay(schedule: Sequence[float], attempts: int, retry_after: float | No
     return max(delay, retry_after or 0.0)
 
 
+_READY = (DeliveryRow.status == PENDING) & EndpointRow.enabled.is_(True)  # claimable unless leased/not due
+
+
+def _lease(session: Session, delivery: DeliveryRow, until: datetime) -> bool:
+    """Claim a due delivery by moving its `next_attempt_at` to the lease end; False if another worker won."""
+    claimed = session.execute(
+        update(DeliveryRow)
+        .where(DeliveryRow.id == delivery.id, DeliveryRow.next_attempt_at == delivery.next_attempt_at)
+        .values(next_attempt_at=until)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(claimed, "rowcount", 0))
+
+
 class DeliveryWorker:
     def __init__(
         self,
@@ -106,7 +130,8 @@ class DeliveryWorker:
         schedule: Sequence[float],
         timeout: float,
         disable_after: int,
-        concurrency: int = 8,
+        endpoint_concurrency: int,
+        concurrency: int = 32,
     ) -> None:
         self.database = database
         self.outbox = outbox
@@ -115,14 +140,20 @@ class DeliveryWorker:
         self.timeout = timeout
         self.disable_after = disable_after
         self.concurrency = concurrency
+        self.endpoint_concurrency = endpoint_concurrency
         self._event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._load: dict[str, int] = {}  # endpoint id -> attempts in flight
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self.outbox.wake = lambda: loop.call_soon_threadsafe(self._event.set)
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(self._event.set)
+
+        self.outbox.wake = wake
         self._task = asyncio.create_task(self._run(), name="tswatch-webhook-worker")
 
     async def stop(self) -> None:
@@ -141,7 +172,9 @@ class DeliveryWorker:
             try:
                 free = self.concurrency - len(self._inflight)
                 if free > 0:
-                    jobs, next_due = await asyncio.to_thread(self._claim, free, set(self._inflight))
+                    jobs, next_due = await run_blocking(
+                        self._claim, free, set(self._inflight), dict(self._load)
+                    )
                     for job in jobs:
                         self._launch(job)
                     if next_due is not None:
@@ -155,37 +188,35 @@ class DeliveryWorker:
     def _launch(self, job: Job) -> None:
         task = asyncio.create_task(self._deliver(job))
         self._inflight[job.delivery_id] = task
+        self._load[job.endpoint_id] = self._load.get(job.endpoint_id, 0) + 1
 
         def done(_task: asyncio.Task[None]) -> None:
             self._inflight.pop(job.delivery_id, None)
+            remaining = self._load.pop(job.endpoint_id, 1) - 1
+            if remaining > 0:
+                self._load[job.endpoint_id] = remaining
             self._event.set()
 
         task.add_done_callback(done)
 
-    def _claim(self, limit: int, busy: set[str]) -> tuple[list[Job], datetime | None]:
+    def _claim(self, limit: int, busy: set[str], load: dict[str, int]) -> tuple[list[Job], datetime | None]:
+        """Lease up to `limit` due deliveries, oldest first, keeping each endpoint within `endpoint_concurrency`
+        attempts in flight (`load`: in flight now, by endpoint). Pages past the deliveries of endpoints that fill
+        up, so a backlog for one endpoint never hides another's. Also returns when the next claimable one is due."""
         now = utc_now()
         lease = now + timedelta(seconds=self.timeout + LEASE_MARGIN_SECONDS)
-        ready = (DeliveryRow.status == PENDING) & EndpointRow.enabled.is_(True)
+        load, seen, jobs = dict(load), set(busy), list[Job]()
         with self.database.session() as session:
-            rows = session.execute(
-                select(DeliveryRow, EndpointRow, MessageRow)
-                .join(EndpointRow, EndpointRow.id == DeliveryRow.endpoint_id)
-                .join(MessageRow, MessageRow.id == DeliveryRow.message_id)
-                .where(ready, DeliveryRow.next_attempt_at <= now, DeliveryRow.id.not_in(busy))
-                .order_by(DeliveryRow.next_attempt_at, DeliveryRow.created_at)
-                .limit(limit)
-            ).all()
-            jobs = []
-            for delivery, endpoint, message in rows:
-                claimed = session.execute(
-                    update(DeliveryRow)
-                    .where(
-                        DeliveryRow.id == delivery.id, DeliveryRow.next_attempt_at == delivery.next_attempt_at
-                    )
-                    .values(next_attempt_at=lease)
-                    .execution_options(synchronize_session=False)
-                )
-                if getattr(claimed, "rowcount", 0):
+            while len(jobs) < limit:
+                want = limit - len(jobs)
+                page = self._due_page(session, now, seen, self._full(load), want)
+                for delivery, endpoint, message in page:
+                    seen.add(delivery.id)
+                    if load.get(endpoint.id, 0) >= self.endpoint_concurrency or not _lease(
+                        session, delivery, lease
+                    ):
+                        continue
+                    load[endpoint.id] = load.get(endpoint.id, 0) + 1
                     jobs.append(
                         Job(
                             delivery.id,
@@ -196,47 +227,75 @@ class DeliveryWorker:
                             message.payload,
                         )
                     )
+                if len(page) < want:  # every due delivery has been looked at
+                    break
             next_due = session.scalar(
                 select(func.min(DeliveryRow.next_attempt_at))
                 .join(EndpointRow, EndpointRow.id == DeliveryRow.endpoint_id)
-                .where(ready, DeliveryRow.id.not_in(busy | {job.delivery_id for job in jobs}))
+                .where(_READY, DeliveryRow.id.not_in(seen), DeliveryRow.endpoint_id.not_in(self._full(load)))
             )
         return jobs, next_due
+
+    @staticmethod
+    def _due_page(
+        session: Session, now: datetime, seen: set[str], full: set[str], size: int
+    ) -> Sequence[Row[DeliveryRow, EndpointRow, MessageRow]]:
+        """The oldest due deliveries not yet looked at, of enabled endpoints with a free slot."""
+        return session.execute(
+            select(DeliveryRow, EndpointRow, MessageRow)
+            .join(EndpointRow, EndpointRow.id == DeliveryRow.endpoint_id)
+            .join(MessageRow, MessageRow.id == DeliveryRow.message_id)
+            .where(_READY, DeliveryRow.next_attempt_at <= now)
+            .where(DeliveryRow.id.not_in(seen), DeliveryRow.endpoint_id.not_in(full))
+            .order_by(DeliveryRow.next_attempt_at, DeliveryRow.created_at)
+            .limit(size)
+        ).all()
+
+    def _full(self, load: dict[str, int]) -> set[str]:
+        """Endpoints with no free slot: a finished attempt wakes the loop, so they need no polling."""
+        return {endpoint for endpoint, count in load.items() if count >= self.endpoint_concurrency}
 
     # ---------------------------------------------------------------- one attempt
     async def _deliver(self, job: Job) -> None:
         attempted_at = utc_now()
         outcome = await self.attempt(job)
-        await asyncio.to_thread(self._record, job, attempted_at, outcome)
+        await run_blocking(self._record, job, attempted_at, outcome)
 
     async def attempt(self, job: Job) -> Outcome:
+        """One attempt, ended at `timeout` seconds from its start whatever the receiver does."""
         started = time.monotonic()
 
         def elapsed() -> float:
             return round((time.monotonic() - started) * 1000.0, 3)
 
         try:
-            destination = await asyncio.to_thread(self.policy.resolve_checked, job.url)
-            url, host_headers, extensions = pinned_request_kwargs(destination)
-            body = job.payload.encode()
-            headers = {
-                "Content-Type": "application/json",
-                "User-Agent": USER_AGENT,
-                **host_headers,
-                **signed_headers(job.secret, job.message_id, body),
-            }
-            # A fresh client per attempt: a fresh connection, no proxies from the environment, no redirects.
-            async with (
-                httpx.AsyncClient(trust_env=False, follow_redirects=False, timeout=self.timeout) as client,
-                client.stream("POST", url, content=body, headers=headers, extensions=extensions) as response,
-            ):
-                return classify_response(response.status_code, response.headers.get("retry-after"), elapsed())
+            async with asyncio.timeout(self.timeout):
+                status, retry_after = await self._post(job)
         except UnsafeDestinationError as error:
             return Outcome(False, None, elapsed(), f"destination refused: {error}"[:1000])
-        except httpx.TimeoutException:
+        except (TimeoutError, httpx.TimeoutException):
             return Outcome(False, None, elapsed(), f"timed out after {self.timeout:g} s")
         except httpx.HTTPError as error:
             return Outcome(False, None, elapsed(), f"{type(error).__name__}: {error}"[:1000])
+        return classify_response(status, retry_after, elapsed())
+
+    async def _post(self, job: Job) -> tuple[int, str | None]:
+        """Resolve and check, then POST to the checked address: (status, Retry-After). The body is not read."""
+        destination = await run_blocking(self.policy.resolve_checked, job.url)
+        url, host_headers, extensions = pinned_request_kwargs(destination)
+        body = job.payload.encode()
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            **host_headers,
+            **signed_headers(job.secret, job.message_id, body),
+        }
+        # A fresh client per attempt: a fresh connection, no proxies from the environment, no redirects.
+        async with (
+            httpx.AsyncClient(trust_env=False, follow_redirects=False, timeout=self.timeout) as client,
+            client.stream("POST", url, content=body, headers=headers, extensions=extensions) as response,
+        ):
+            return response.status_code, response.headers.get("retry-after")
 
     def _record(self, job: Job, attempted_at: datetime, outcome: Outcome) -> None:
         with self.database.session() as session:

@@ -20,10 +20,12 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.concurrency import run_blocking
 from app.errors import NotFoundError, UnavailableError
-from app.registry.database import Database, utc_now
+from app.storage.database import Database
+from app.storage.tables.webhooks import InboundMessageRow, InboundSecretRow
+from app.timestamps import utc_now
 from app.webhooks.signing import HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, generate_secret, verify
-from app.webhooks.tables import InboundMessageRow, InboundSecretRow, create_webhook_tables
 
 STALE_CLAIM = timedelta(seconds=120)
 WAIT_POLL_SECONDS = 0.05
@@ -64,7 +66,6 @@ def _info(row: InboundSecretRow) -> SecretInfo:
 class InboundSecretStore:
     def __init__(self, database: Database) -> None:
         self.database = database
-        create_webhook_tables(database)
 
     def create(self, name: str = "") -> tuple[SecretInfo, str]:
         secret = generate_secret()
@@ -115,7 +116,6 @@ def verify_inbound(active: list[str], headers: Mapping[str, str], body: bytes) -
 class IdempotencyStore:
     def __init__(self, database: Database) -> None:
         self.database = database
-        create_webhook_tables(database)
 
     def try_claim(self, msg_id: str) -> StoredResponse | bool | None:
         """True when claimed now; a StoredResponse when done before; None when another request holds it."""
@@ -162,7 +162,7 @@ class IdempotencyStore:
         """Wait until `msg_id` is ours (None) or has a stored response (returned)."""
         deadline = time.monotonic() + WAIT_LIMIT_SECONDS
         while True:
-            outcome = await asyncio.to_thread(self.try_claim, msg_id)
+            outcome = await run_blocking(self.try_claim, msg_id)
             if outcome is True:
                 return None
             if isinstance(outcome, StoredResponse):

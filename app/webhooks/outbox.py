@@ -13,17 +13,18 @@ import json
 import math
 import secrets as _secrets
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, Final
 
 from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from app.anomaly import AlarmEvent, Episode
-from app.registry.database import Database, utc_now
+from app.storage.database import Database
+from app.storage.tables.webhooks import DeliveryRow, EndpointRow, MessageRow
 from app.streams.scoring import ScoredPoint
 from app.streams.service import StagedAppend
-from app.webhooks.tables import DeliveryRow, EndpointRow, MessageRow, create_webhook_tables
+from app.timestamps import to_iso_z, utc_now
 
 ANOMALY_OPENED: Final = "anomaly.opened"
 ANOMALY_RESOLVED: Final = "anomaly.resolved"
@@ -40,16 +41,6 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{_secrets.token_hex(12)}"
 
 
-def iso(stamp: datetime | str | float | None) -> str | None:
-    """ISO 8601 UTC with a Z; accepts naive-UTC datetimes and the ISO strings alarm episodes carry."""
-    if stamp is None:
-        return None
-    value = stamp if isinstance(stamp, datetime) else datetime.fromisoformat(str(stamp))
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value.isoformat() + "Z"
-
-
 def _finite(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
@@ -59,7 +50,7 @@ def _point(point: ScoredPoint | None) -> dict[str, Any] | None:
         return None
     return {
         "index": point.index,
-        "timestamp": iso(point.timestamp),
+        "timestamp": to_iso_z(point.timestamp),
         "value": _finite(point.value),
         "expected": _finite(point.expected),
         "lower": _finite(point.lower),
@@ -73,12 +64,12 @@ def _point(point: ScoredPoint | None) -> dict[str, Any] | None:
 def _episode(episode: Episode) -> dict[str, Any]:
     peak = episode.peak
     return {
-        "started_at": iso(episode.started_at),
-        "opened_at": iso(episode.opened_at),
-        "last_flagged_at": iso(episode.last_flagged_at),
-        "resolved_at": iso(episode.resolved_at),
+        "started_at": to_iso_z(episode.started_at),
+        "opened_at": to_iso_z(episode.opened_at),
+        "last_flagged_at": to_iso_z(episode.last_flagged_at),
+        "resolved_at": to_iso_z(episode.resolved_at),
         "peak": {
-            "timestamp": iso(peak.timestamp),
+            "timestamp": to_iso_z(peak.timestamp),
             "value": _finite(peak.value),
             "expected": _finite(peak.expected),
             "lower": _finite(peak.lower),
@@ -94,8 +85,8 @@ def _episode(episode: Episode) -> dict[str, Any]:
 def alarm_data(staged: StagedAppend, alarm: AlarmEvent) -> dict[str, Any]:
     """The stream, model version, the point that opened/resolved the alarm (value, expected, band, score)."""
     episode = alarm.episode
-    at = iso(episode.opened_at if alarm.kind == "opened" else episode.resolved_at)
-    point = next((p for p in staged.points if iso(p.timestamp) == at), None)
+    at = to_iso_z(episode.opened_at if alarm.kind == "opened" else episode.resolved_at)
+    point = next((p for p in staged.points if to_iso_z(p.timestamp) == at), None)
     return {
         "stream": staged.stream_id,
         "model": {"name": staged.model_name, "version": staged.model_version},
@@ -105,7 +96,7 @@ def alarm_data(staged: StagedAppend, alarm: AlarmEvent) -> dict[str, Any]:
 
 
 def encode_payload(event_type: str, data: dict[str, Any]) -> str:
-    body = {"type": event_type, "timestamp": iso(utc_now()), "data": data}
+    body = {"type": event_type, "timestamp": to_iso_z(utc_now()), "data": data}
     text = json.dumps(body, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
     if len(text.encode()) >= MAX_PAYLOAD_BYTES:  # only a stream id near its length limit could come close
         raise ValueError(f"{event_type} payload exceeds {MAX_PAYLOAD_BYTES} bytes")
@@ -126,7 +117,6 @@ class Outbox:
         self.database = database
         self.first_delay = first_delay
         self.wake: Callable[[], None] | None = None
-        create_webhook_tables(database)
 
     def record_alarms(self, session: Session, staged: StagedAppend) -> None:
         """The StreamService alarm sink: one message per alarm opened or resolved by these points."""
@@ -195,7 +185,7 @@ class Outbox:
             "reason": reason,
             "trigger": trigger,
             "consecutive_failures": endpoint.consecutive_failures,
-            "disabled_at": iso(endpoint.disabled_at),
+            "disabled_at": to_iso_z(endpoint.disabled_at),
         }
         others = [
             row

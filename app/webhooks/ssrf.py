@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from app.redact import redact_url
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], list[str]]
@@ -192,6 +194,18 @@ class _Target:
     port: int
     literal: IPAddress | None
     path_and_query: str
+    shown: str  # the URL as error messages may quote it (credentials redacted)
+
+
+def _part(url: str, text: str) -> str:
+    """A piece parsed out of `url`, for an error message. Hidden when the URL holds an '@': its redaction
+    (app.redact) then covers the pieces too, since with an unescaped '/', '?' or '#' in a password any of them
+    may be part of it."""
+    return text if redact_url(url) == url else "(not shown)"
+
+
+def _malformed(url: str, error: ValueError) -> UnsafeDestinationError:
+    return UnsafeDestinationError(f"URL {redact_url(url)!r} is malformed: {_part(url, str(error))}")
 
 
 def _is_localhost_name(host: str) -> bool:
@@ -202,34 +216,51 @@ def _is_localhost_name(host: str) -> bool:
 def _check_hostname_syntax(url: str, host: str) -> None:
     name = host.removesuffix(".")
     if len(name) > 253 or not all(_DNS_LABEL.match(label) for label in name.split(".")):
-        raise UnsafeDestinationError(f"URL {url!r}: {host!r} is not a valid ASCII hostname (use xn-- form)")
+        raise UnsafeDestinationError(
+            f"URL {redact_url(url)!r}: {_part(url, repr(host))} is not a valid ASCII hostname (use xn-- form)"
+        )
+
+
+def _host_literal(url: str, host: str) -> IPAddress | None:
+    try:
+        return parse_host_literal(host)
+    except UnsafeDestinationError as error:
+        raise UnsafeDestinationError(f"URL {redact_url(url)!r}: {_part(url, str(error))}") from None
 
 
 def _split_url(url: str) -> _Target:
+    """Parse and check the URL's shape. Messages never quote its credentials: see `_part`."""
+    shown = redact_url(url)
     if not url.isascii() or any(ch <= " " or ch in "\x7f\\" for ch in url):
         raise UnsafeDestinationError(
-            f"URL {url!r} contains whitespace, control, backslash or non-ASCII characters"
+            f"URL {shown!r} contains whitespace, control, backslash or non-ASCII characters"
         )
     try:
         parts = urlsplit(url)
+    except ValueError as exc:
+        raise _malformed(url, exc) from None
+    if "@" in parts.netloc:
+        raise UnsafeDestinationError(f"URL {shown!r}: credentials (user:password@) are not allowed")
+    try:
         port = parts.port
     except ValueError as exc:
-        raise UnsafeDestinationError(f"URL {url!r} is malformed: {exc}") from None
+        raise _malformed(url, exc) from None
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS:
-        raise UnsafeDestinationError(f"URL {url!r}: scheme must be http or https, not {scheme!r}")
-    if "@" in parts.netloc:
-        raise UnsafeDestinationError(f"URL {url!r}: credentials (user:password@) are not allowed")
+        raise UnsafeDestinationError(
+            f"URL {shown!r}: scheme must be http or https, not {_part(url, repr(scheme))}"
+        )
     host = parts.hostname or ""
     if not host:
-        raise UnsafeDestinationError(f"URL {url!r} has no host")
+        raise UnsafeDestinationError(f"URL {shown!r} has no host")
     if port == 0:
-        raise UnsafeDestinationError(f"URL {url!r}: port 0 is not allowed")
-    literal = parse_host_literal(host)
+        raise UnsafeDestinationError(f"URL {shown!r}: port 0 is not allowed")
+    literal = _host_literal(url, host)
     if literal is None:
         _check_hostname_syntax(url, host)
     query = f"?{parts.query}" if parts.query else ""
-    return _Target(scheme, host, port or _DEFAULT_PORTS[scheme], literal, (parts.path or "/") + query)
+    path_and_query = (parts.path or "/") + query
+    return _Target(scheme, host, port or _DEFAULT_PORTS[scheme], literal, path_and_query, shown)
 
 
 def _parse_allow_cidrs(allow_cidrs: Sequence[str]) -> tuple[IPNetwork, ...]:
@@ -281,7 +312,8 @@ class DestinationPolicy:
                 reason = self.refusal(address)
                 if reason is not None:
                     raise UnsafeDestinationError(
-                        f"URL {url!r}: {target.host} resolves to {address}, which is {reason}; {_POLICY_HINT}"
+                        f"URL {target.shown!r}: {_part(url, target.host)} resolves to {address}, "
+                        f"which is {reason}; {_POLICY_HINT}"
                     )
         return ResolvedDestination(
             target.scheme, target.host, target.port, addresses[0], target.path_and_query, addresses
@@ -293,26 +325,34 @@ class DestinationPolicy:
             reason = self.refusal(target.literal)
             if reason is not None:
                 raise UnsafeDestinationError(
-                    f"URL {url!r}: address {target.literal} is {reason}; {_POLICY_HINT}"
+                    f"URL {target.shown!r}: address {_part(url, str(target.literal))} is {reason}; {_POLICY_HINT}"
                 )
         elif _is_localhost_name(target.host) and not (
             self.is_allowed(ipaddress.IPv4Address("127.0.0.1"))
             or self.is_allowed(ipaddress.IPv6Address("::1"))
         ):
-            raise UnsafeDestinationError(f"URL {url!r}: {target.host!r} is a loopback name; {_POLICY_HINT}")
+            raise UnsafeDestinationError(
+                f"URL {target.shown!r}: {_part(url, repr(target.host))} is a loopback name; {_POLICY_HINT}"
+            )
         return target
 
     def _resolve(self, url: str, target: _Target) -> tuple[IPAddress, ...]:
         try:
             raw = self._resolver(target.host, target.port)
         except (OSError, UnicodeError) as exc:
-            raise DestinationResolutionError(f"URL {url!r}: cannot resolve {target.host}: {exc}") from None
+            raise DestinationResolutionError(
+                f"URL {target.shown!r}: cannot resolve {_part(url, target.host)}: {exc}"
+            ) from None
         try:
             addresses = tuple(ipaddress.ip_address(item) for item in raw)
         except ValueError as exc:
-            raise DestinationResolutionError(f"URL {url!r}: resolver returned a bad address: {exc}") from None
+            raise DestinationResolutionError(
+                f"URL {target.shown!r}: resolver returned a bad address: {exc}"
+            ) from None
         if not addresses:
-            raise DestinationResolutionError(f"URL {url!r}: {target.host} resolved to no addresses")
+            raise DestinationResolutionError(
+                f"URL {target.shown!r}: {_part(url, target.host)} resolved to no addresses"
+            )
         return addresses
 
 

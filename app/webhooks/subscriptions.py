@@ -12,11 +12,12 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.errors import InvalidInputError, NotFoundError
-from app.registry.database import Database, utc_now
+from app.storage.database import Database
+from app.storage.tables.webhooks import AttemptRow, DeliveryRow, EndpointRow, MessageRow
+from app.timestamps import utc_now
 from app.webhooks.outbox import HELD, PENDING, PING, Outbox, hold_pending, new_id, release_held
 from app.webhooks.signing import generate_secret
 from app.webhooks.ssrf import DestinationPolicy, UnsafeDestinationError
-from app.webhooks.tables import AttemptRow, DeliveryRow, EndpointRow, MessageRow
 
 MAX_LISTED_DELIVERIES = 1000
 

@@ -23,14 +23,20 @@ def base() -> ConformalCalibrator:
     return ConformalCalibrator().fit(magnitudes(np.random.default_rng(20).normal(size=2000)))
 
 
+def replay(calibrator: AdaptiveCalibrator, mags: np.ndarray) -> np.ndarray:
+    """Feed a stream point by point, as the stream scorer does; returns the scores."""
+    return np.array([calibrator.update_and_score(float(m)) for m in mags])
+
+
 def drifting_values(seed: int, n: int = 20_000) -> np.ndarray:
     scale = np.linspace(1.0, 3.0, n)  # residual scale grows 3x
     return np.random.default_rng(seed).normal(size=n) * scale
 
 
+@pytest.mark.slow
 def test_adaptive_keeps_false_alarm_rate_under_slow_drift(base):
     mags = magnitudes(drifting_values(21))
-    adaptive = AdaptiveCalibrator(base, alpha=ALPHA).update_and_score_many(mags)
+    adaptive = replay(AdaptiveCalibrator(base, alpha=ALPHA), mags)
     static = base.score(mags)
     adaptive_rate = float(np.mean(adaptive >= 1 - ALPHA))
     static_rate = float(np.mean(static >= 1 - ALPHA))
@@ -40,19 +46,21 @@ def test_adaptive_keeps_false_alarm_rate_under_slow_drift(base):
     assert np.mean(last_quarter >= 1 - ALPHA) <= 2.5 * ALPHA
 
 
+@pytest.mark.slow
 def test_spike_during_drift_is_caught(base):
     values = drifting_values(22)
     spikes = [12_000, 16_000, 19_500]
     for index in spikes:
         values[index] = -6.0 * (1.0 + 2.0 * index / 20_000)  # 6 sigma of the current scale, downwards
-    scores = AdaptiveCalibrator(base, alpha=ALPHA).update_and_score_many(magnitudes(values))
+    scores = replay(AdaptiveCalibrator(base, alpha=ALPHA), magnitudes(values))
     assert np.all(scores[spikes] >= 1 - ALPHA)
     assert np.all(scores[spikes] > 0.9999)
 
 
+@pytest.mark.slow
 def test_scale_follows_drift(base):
     calibrator = AdaptiveCalibrator(base, alpha=ALPHA)
-    calibrator.update_and_score_many(magnitudes(drifting_values(23)))
+    replay(calibrator, magnitudes(drifting_values(23)))
     assert calibrator.scale_ratio == pytest.approx(3.0, rel=0.1)
 
 
@@ -60,22 +68,22 @@ def test_scale_follows_drift(base):
 def test_long_anomalous_burst_does_not_inflate_scale(base, burst):
     rng = np.random.default_rng(24)
     calibrator = AdaptiveCalibrator(base, alpha=ALPHA)
-    calibrator.update_and_score_many(magnitudes(rng.normal(size=3000)))
+    replay(calibrator, magnitudes(rng.normal(size=3000)))
     before = calibrator.scale_ratio
     anomalous = rng.normal(size=1000) * 5.0 if burst == "noise_x5" else rng.normal(size=1000) + 6.0
-    burst_scores = calibrator.update_and_score_many(magnitudes(anomalous))
+    burst_scores = replay(calibrator, magnitudes(anomalous))
     assert calibrator.scale_ratio == pytest.approx(before, rel=0.05)
     assert np.mean(burst_scores >= 1 - ALPHA) > 0.3  # still flagging at the end as at the start
     assert np.mean(burst_scores[-200:] >= 1 - ALPHA) > 0.3
-    after = calibrator.update_and_score_many(magnitudes(rng.normal(size=2000)))
+    after = replay(calibrator, magnitudes(rng.normal(size=2000)))
     assert np.mean(after[500:] >= 1 - ALPHA) < 3 * ALPHA  # back to normal once the burst is over
 
 
 def test_without_burst_guard_a_variance_burst_leaks_into_the_scale(base):
     rng = np.random.default_rng(25)
     calibrator = AdaptiveCalibrator(base, alpha=ALPHA, burst_rate=1.0)  # guard disabled
-    calibrator.update_and_score_many(magnitudes(rng.normal(size=3000)))
-    calibrator.update_and_score_many(magnitudes(rng.normal(size=1000) * 5.0))
+    replay(calibrator, magnitudes(rng.normal(size=3000)))
+    replay(calibrator, magnitudes(rng.normal(size=1000) * 5.0))
     assert calibrator.scale_ratio > 1.5  # documents why the guard exists
 
 
@@ -90,17 +98,16 @@ def test_score_does_not_update_and_update_respects_flag(base):
     assert np.isnan(calibrator.update_and_score(float("nan")))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("split", [100, 7000])
 def test_state_round_trip_gives_identical_scores(base, split):
     mags = magnitudes(drifting_values(26, n=8000))
     mags[5000:5300] *= 6  # restore inside a frozen burst too
     original = AdaptiveCalibrator(base, alpha=ALPHA)
-    original.update_and_score_many(mags[:split])
+    replay(original, mags[:split])
     state = json.loads(json.dumps(original.to_state(), allow_nan=False))
     restored = AdaptiveCalibrator.from_state(state)
-    np.testing.assert_array_equal(
-        restored.update_and_score_many(mags[split:]), original.update_and_score_many(mags[split:])
-    )
+    np.testing.assert_array_equal(replay(restored, mags[split:]), replay(original, mags[split:]))
     assert restored.to_state() == original.to_state()
 
 

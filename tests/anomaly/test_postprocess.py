@@ -250,6 +250,7 @@ def _signed_likelihood(raw: np.ndarray, warm: int) -> np.ndarray:
     return likelihood.score(raw[warm:])
 
 
+@pytest.mark.slow
 def test_signed_ranks_flag_one_sided_run_of_ordinary_residuals() -> None:
     rng = np.random.default_rng(0)
     signed = rng.normal(size=3000)

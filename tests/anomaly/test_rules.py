@@ -68,7 +68,9 @@ def test_episode_opens_and_resolves_at_exact_times():
     assert first.peak_score == 0.9995 and first.peak.timestamp == 2 and first.direction == "up"
     assert (first.n_flagged, first.n_points) == (3, 7)
     opened = events[0][2]
-    assert opened.is_open and opened.peak_score == 0.99 and opened.direction == "down"  # snapshot at opening
+    assert (
+        opened.resolved_at is None and opened.peak_score == 0.99 and opened.direction == "down"
+    )  # snapshot at opening
     assert tracker.open_episode is None
 
 

@@ -5,12 +5,14 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from app.api.auth import AdminAccess, Principal, ReadAccess, WriteAccess
+from app.api.auth import Principal
+from app.api.deps import AdminAccess, ReadAccess, WriteAccess
 from app.api.metrics import ApiMetrics
 from app.api.problems import install_problem_handlers
-from app.registry.database import Database
-from app.registry.keys import KeyStore, Role
+from app.keys.roles import Role
+from app.keys.store import KeyStore
 from app.settings import Settings
+from app.storage.database import Database
 
 PROBLEM = "application/problem+json"
 

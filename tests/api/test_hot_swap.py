@@ -28,7 +28,7 @@ def publish_copy(models_dir, name: str, version: int) -> int:
     registry = open_registry(Settings(models_dir=models_dir))
     info = registry.get_version(name, version)
     loaded = registry.load(info)
-    manifest = {key: value for key, value in loaded.manifest.items() if key not in {"version", "weights"}}
+    manifest = loaded.manifest.model_copy(update={"version": None, "weights": None})
     return registry.publish(name, loaded.forecaster.network.state_dict(), manifest, info.summary).version
 
 

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.api.app import create_app
-from app.registry.keys import Role
+from app.keys.roles import Role
 from app.settings import Settings
 
 pytestmark = pytest.mark.slow

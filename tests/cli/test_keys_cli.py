@@ -5,9 +5,10 @@ import typer
 from typer.testing import CliRunner
 
 from app.cli.keys import register
-from app.registry.factory import open_database
-from app.registry.keys import KeyStore, Role
+from app.keys.roles import Role
+from app.keys.store import KeyStore
 from app.settings import Settings
+from app.storage.schema import open_database
 
 
 @pytest.fixture

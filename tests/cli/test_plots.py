@@ -59,12 +59,13 @@ def test_train_writes_a_report_and_models_show_rebuilds_it(run_cli, tmp_path):
     manifest = open_registry(Settings(models_dir=registry_dir)).read_manifest(
         open_registry(Settings(models_dir=registry_dir)).resolve("plotted")
     )
-    sample = manifest["report"]["test_sample"]
+    assert manifest.report is not None
+    sample = manifest.report.test_sample.model_dump()
     assert 0 < len(sample["timestamps"]) <= 200
     lengths = {len(sample[key]) for key in ("actual", "median", "lower80", "upper80", "lower95", "upper95")}
     assert lengths == {len(sample["timestamps"])}
     assert all(lo <= hi for lo, hi in zip(sample["lower95"], sample["lower80"], strict=True))
-    residuals = manifest["report"]["residuals"]
+    residuals = manifest.report.residuals.model_dump()
     assert len(residuals["counts"]) + 1 == len(residuals["edges"]) and sum(residuals["counts"]) > 0
     assert set(residuals["thresholds"]) == {"0.5", "0.7", "0.9"}
 
@@ -102,7 +103,6 @@ def test_detect_plot_and_show_plot_on_the_tiny_registry(run_cli, models_dir, tmp
 def test_report_of_a_manifest_without_a_report_section(models_dir, tmp_path):
     """Versions trained before `report` existed still get loss curves and metrics, with notes for the rest."""
     registry = open_registry(Settings(models_dir=models_dir))
-    manifest = registry.read_manifest(registry.resolve("tiny"))
-    manifest.pop("report", None)
+    manifest = registry.read_manifest(registry.resolve("tiny")).model_copy(update={"report": None})
     path = plot_training_report(manifest, tmp_path / "old.png")
     assert png_size(path) == REPORT_SIZE

@@ -123,8 +123,8 @@ def test_parquet_input_trains(run_cli, tmp_path, registry_dir):
         manifest = registry.read_manifest(registry.resolve("pq"))
     finally:
         registry.database.dispose()
-    assert manifest["data"]["source"] == "load.parquet"
-    assert manifest["data"]["rows"] == 900
+    assert manifest.data.source == "load.parquet"
+    assert manifest.data.rows == 900
 
 
 def test_errors_exit_2_with_a_message_naming_the_problem(run_cli, csv_path, tmp_path, registry_dir):

@@ -24,6 +24,7 @@ def test_forward_shape_is_batch_horizon_quantiles(cell):
     assert network(torch.randn(7, 12, 3)).shape == (7, 5, 4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", ["gru", "lstm", "rnn"])
 def test_stepping_point_by_point_equals_running_the_window(cell):
     network = make_network(cell)

@@ -12,7 +12,7 @@ from app.forecasting.quantiles import (
     pinball_loss,
 )
 from app.forecasting.scaling import Scaling
-from app.forecasting.windows import SplitBounds, gather_windows, sliding_windows
+from app.forecasting.windows import SplitBounds, sliding_windows
 
 
 def test_sliding_windows_cover_every_origin_in_order():
@@ -27,12 +27,6 @@ def test_sliding_windows_keep_trailing_feature_axis():
 def test_window_longer_than_series_is_refused():
     with pytest.raises(ValueError, match="exceeds the series length"):
         sliding_windows(np.arange(3), 4)
-
-
-def test_gather_windows_pairs_inputs_and_targets():
-    inputs, targets = gather_windows(np.arange(20), np.array([5, 10]), window=3, horizon=2)
-    assert inputs.tolist() == [[2, 3, 4], [7, 8, 9]]
-    assert targets.tolist() == [[5, 6], [10, 11]]
 
 
 def test_split_is_chronological_and_test_context_reaches_back():

@@ -1,9 +1,11 @@
 """The model registry: publish/load round trips, numbering, resolution, aliases, validation, manifests."""
 
 import hashlib
+import json
 import re
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +18,8 @@ from app.forecasting.network import NetworkConfig
 from app.forecasting.quantiles import DEFAULT_QUANTILES
 from app.forecasting.scaling import Scaling
 from app.registry.artifacts import MANIFEST_FORMAT, WEIGHTS_FILE
-from app.registry.database import Database
 from app.registry.factory import open_registry
+from app.registry.manifest import Manifest, parse_manifest
 from app.registry.store import (
     AliasNotFoundError,
     ModelNotFoundError,
@@ -25,8 +27,17 @@ from app.registry.store import (
     VersionNotFoundError,
 )
 from app.settings import Settings
+from app.storage.database import Database
 
 WINDOW, HORIZON = 24, 6
+V1_MANIFEST = Path(__file__).parent / "data" / "manifest_v1" / "single" / "manifest.json"
+
+
+def manifest_for(spec: ForecasterSpec, source: str = "<data>") -> Manifest:
+    """A complete manifest (a real one from the fixture) describing `spec`."""
+    manifest = parse_manifest(json.loads(V1_MANIFEST.read_bytes()))
+    data = manifest.data.model_copy(update={"source": source})
+    return manifest.model_copy(update={"spec": spec, "data": data, "weights": None})
 
 
 def make_forecaster(seed: int = 0, calendar: tuple[str, ...] = ("hour_of_day",)) -> Forecaster:
@@ -55,7 +66,7 @@ def make_forecaster(seed: int = 0, calendar: tuple[str, ...] = ("hour_of_day",))
 
 def publish(registry: Registry, name: str = "demo", seed: int = 0, alias: str | None = None):
     forecaster = make_forecaster(seed)
-    manifest = {"spec": forecaster.spec.to_dict(), "note": f"seed {seed}"}
+    manifest = manifest_for(forecaster.spec, source=f"seed {seed}")
     return registry.publish(
         name, forecaster.network.state_dict(), manifest, summary={"seed": seed}, alias=alias
     )
@@ -79,14 +90,14 @@ def second_registry(registry: Registry) -> Registry:
 
 def test_published_forecaster_loads_and_predicts_identically(registry):
     original = make_forecaster(seed=3)
-    manifest = {"spec": original.spec.to_dict()}
+    manifest = manifest_for(original.spec)
     info = registry.publish("demo", original.network.state_dict(), manifest)
 
     loaded = registry.load(info)
 
     assert (loaded.name, loaded.version) == ("demo", 1)
-    assert loaded.manifest["name"] == "demo"
-    assert loaded.manifest["version"] == 1
+    assert loaded.manifest.name == "demo"
+    assert loaded.manifest.version == 1
     assert loaded.forecaster.spec == original.spec
     original_state = original.network.state_dict()
     loaded_state = loaded.forecaster.network.state_dict()
@@ -188,7 +199,7 @@ def test_alias_moves_are_visible_to_a_second_registry_on_the_same_database(regis
         assert other.resolve("demo").version == 1
         registry.set_alias("demo", "production", 2)
         assert other.resolve("demo").version == 2
-        assert other.alias_snapshot() == {("demo", "production"): 2}
+        assert other.get_model("demo").aliases == {"production": 2}
         other.set_alias("demo", "production", 1)
         assert registry.resolve("demo", alias="production").version == 1
         # the second instance also loads what the first published
@@ -211,7 +222,7 @@ def test_alias_move_is_atomic_for_concurrent_readers(registry):
         try:
             while not stop.is_set():
                 seen.append(reader.resolve("demo").version)
-                seen.append(reader.alias_snapshot()[("demo", "production")])
+                seen.append(reader.get_model("demo").aliases["production"])
         except BaseException as error:
             errors.append(error)
 
@@ -289,8 +300,8 @@ def test_manifest_records_everything_needed_to_rebuild_and_audit(tiny_models_dir
     registry = open_registry(Settings(models_dir=tiny_models_dir))
     try:
         info = registry.resolve("tiny", version=1)
-        manifest = registry.read_manifest(info)
-        other = registry.read_manifest(registry.resolve("tiny", version=2))
+        manifest = registry.read_manifest(info).model_dump(mode="json")
+        other = registry.read_manifest(registry.resolve("tiny", version=2)).model_dump(mode="json")
     finally:
         registry.database.dispose()
 

@@ -15,8 +15,8 @@ def test_round_trip_keeps_header_dtypes_and_shapes() -> None:
     windows = np.arange(12, dtype=np.float32).reshape(3, 4)
     calendar = np.linspace(0, 1, 24).reshape(3, 4, 2)
     weights = np.frombuffer(b"\x00\x01safetensors", dtype=np.uint8)
-    frame = decode_frame(*split(encode_frame({"op": "predict", "id": 7}, [windows, calendar, weights])))
-    assert frame.header == {"op": "predict", "id": 7}
+    frame = decode_frame(*split(encode_frame({"op": "answer", "id": 7}, [windows, calendar, weights])))
+    assert frame.header == {"op": "answer", "id": 7}
     for sent, received in zip([windows, calendar, weights], frame.arrays, strict=True):
         assert received.dtype == sent.dtype and received.shape == sent.shape
         np.testing.assert_array_equal(received, sent)

@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.api.forecast_bodies import answer_forecasts
 from app.forecasting.forecaster import Forecaster
 from app.registry.factory import open_registry
-from app.serving.bodies import AnswerBodies
+from app.serving.bodies import BodyReply
+from app.serving.forecast_answers import answer_forecasts
 from app.serving.remote import InferenceUnavailableError, InferenceWorker
 from app.settings import Settings
 
@@ -32,19 +32,35 @@ def tiny_forecaster(models_dir: Path, version: int = 1) -> Forecaster:
     return registry.load(registry.get_version("tiny", version)).forecaster
 
 
-def inputs(forecaster: Forecaster, rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
-    spec = forecaster.spec
-    windows = np.random.default_rng(seed).normal(10, 3, (rows, spec.window)).astype(np.float32)
-    stamps = np.datetime64("2024-03-01T00:00") + np.arange(spec.window) * np.timedelta64(1, "h")
-    calendar = forecaster.calendar(np.tile(stamps, (rows, 1))) if forecaster.uses_calendar else None
-    return windows, calendar
+def forecast_body(forecaster: Forecaster, series: int, seed: int = 0) -> bytes:
+    """A raw `/forecast` request body with `series` random hourly series of one window each."""
+    window = forecaster.spec.window
+    values = np.random.default_rng(seed).normal(10, 3, (series, window))
+    stamps = [f"2024-03-{1 + h // 24:02d}T{h % 24:02d}:00:00" for h in range(window)]
+    payload = [{"id": f"s{i}", "values": row.tolist(), "timestamps": stamps} for i, row in enumerate(values)]
+    return json.dumps({"series": payload, "horizon": forecaster.spec.horizon}).encode()
 
 
-def with_worker(
-    test: Callable[[InferenceWorker], Coroutine[Any, Any, None]], answer: AnswerBodies | None = None
-) -> None:
+def ref(key: str) -> dict[str, Any]:
+    name, _, version = key.partition(":")
+    return {"name": name, "version": int(version)}
+
+
+def means(reply: BodyReply) -> np.ndarray:
+    assert reply.kind == "ok", reply
+    return np.array([forecast["mean"] for forecast in json.loads(reply.body)["forecasts"]])
+
+
+def same_answers(remote: list[BodyReply], local: list[BodyReply]) -> None:
+    assert [r.kind for r in remote] == [r.kind for r in local]
+    for mine, theirs in zip(remote, local, strict=True):
+        if mine.kind == "ok":
+            same_forecasts(means(mine), means(theirs))
+
+
+def with_worker(test: Callable[[InferenceWorker], Coroutine[Any, Any, None]]) -> None:
     async def run() -> None:
-        worker = InferenceWorker(threads=1, restart_delay=0.1, answer=answer)
+        worker = InferenceWorker(threads=1, restart_delay=0.1)
         await worker.start()
         try:
             await test(worker)
@@ -61,14 +77,18 @@ async def wait_connected(worker: InferenceWorker, pid: int | None, timeout: floa
         await asyncio.sleep(0.05)
 
 
-def test_worker_forecasts_equal_in_process_forecasts(tiny_models_dir: Path) -> None:
+def test_the_worker_answers_raw_forecast_bodies_like_the_api_handler(tiny_models_dir: Path) -> None:
     forecaster = tiny_forecaster(tiny_models_dir)
-    windows, calendar = inputs(forecaster, rows=5)
+    good = forecast_body(forecaster, series=5)
+    bodies = [good, b"not json", good]
 
     async def check(worker: InferenceWorker) -> None:
         await worker.load("tiny:1", forecaster)
-        remote = await worker.predict("tiny:1", windows, calendar)
-        same_forecasts(remote, forecaster.predict(windows, calendar))
+        replies = await worker.answer("tiny:1", ref("tiny:1"), bodies)
+        local = answer_forecasts(forecaster, ref("tiny:1"), bodies)
+        assert [r.kind for r in replies] == ["ok", "reparse", "ok"]
+        same_answers(replies, local)
+        assert replies[0].series == 5
 
     with_worker(check)
 
@@ -79,10 +99,10 @@ def test_many_batches_in_flight_are_answered_to_their_own_callers(tiny_models_di
     async def check(worker: InferenceWorker) -> None:
         for key, forecaster in models.items():
             await worker.load(key, forecaster)
-        jobs = [(key, *inputs(models[key], rows=1 + i % 4, seed=i)) for i in range(40) for key in models]
-        answers = await asyncio.gather(*(worker.predict(key, w, c) for key, w, c in jobs))
-        for (key, windows, calendar), answer in zip(jobs, answers, strict=True):
-            same_forecasts(answer, models[key].predict(windows, calendar))
+        jobs = [(key, [forecast_body(models[key], 1 + i % 4, seed=i)]) for i in range(40) for key in models]
+        answers = await asyncio.gather(*(worker.answer(key, ref(key), bodies) for key, bodies in jobs))
+        for (key, bodies), answer in zip(jobs, answers, strict=True):
+            same_answers(answer, answer_forecasts(models[key], ref(key), bodies))
 
     with_worker(check)
 
@@ -91,54 +111,59 @@ def test_a_killed_worker_fails_its_requests_with_503_then_comes_back_with_its_mo
     tiny_models_dir: Path,
 ) -> None:
     forecaster = tiny_forecaster(tiny_models_dir)
-    windows, calendar = inputs(forecaster, rows=200)
+    big = [forecast_body(forecaster, series=200)]
+    small = [forecast_body(forecaster, series=3, seed=1)]
 
     async def check(worker: InferenceWorker) -> None:
         await worker.load("tiny:1", forecaster)
         old_pid = worker.pid
         assert old_pid is not None
-        in_flight = [worker.predict("tiny:1", windows, calendar) for _ in range(20)]
+        in_flight = [worker.answer("tiny:1", ref("tiny:1"), big) for _ in range(20)]
         os.kill(old_pid, signal.SIGKILL)
         outcomes = await asyncio.gather(*in_flight, return_exceptions=True)
         failed = [o for o in outcomes if isinstance(o, Exception)]
         assert failed and all(isinstance(o, InferenceUnavailableError) and o.status == 503 for o in failed)
         await wait_connected(worker, old_pid)
         assert worker.restarts == 1
-        few = None if calendar is None else calendar[:3]
-        same_forecasts(await worker.predict("tiny:1", windows[:3], few), forecaster.predict(windows[:3], few))
+        remote = await worker.answer("tiny:1", ref("tiny:1"), small)
+        same_answers(remote, answer_forecasts(forecaster, ref("tiny:1"), small))
 
     with_worker(check)
 
 
-def test_the_worker_answers_raw_forecast_bodies_like_the_api_handler(tiny_models_dir: Path) -> None:
-    forecaster = tiny_forecaster(tiny_models_dir)
-    stamps = [f"2024-03-01T{h:02d}:00:00" for h in range(24)] + [
-        f"2024-03-02T{h:02d}:00:00" for h in range(6)
-    ]
-    good = json.dumps({"series": [{"values": list(range(30)), "timestamps": stamps}], "horizon": 3}).encode()
-    bodies = [good, b"not json", good]
-    ref = {"name": "tiny", "version": 1}
-
-    async def check(worker: InferenceWorker) -> None:
-        await worker.load("tiny:1", forecaster)
-        replies = await worker.answer("tiny:1", ref, bodies)
-        local = answer_forecasts(forecaster, ref, bodies)
-        assert [r.kind for r in replies] == [r.kind for r in local] == ["ok", "reparse", "ok"]
-        remote_mean = json.loads(replies[0].body)["forecasts"][0]["mean"]
-        same_forecasts(np.array(remote_mean), np.array(json.loads(local[0].body)["forecasts"][0]["mean"]))
-
-    with_worker(check, answer=answer_forecasts)
-
-
 def test_worker_errors_are_reported_per_request(tiny_models_dir: Path) -> None:
     forecaster = tiny_forecaster(tiny_models_dir)
-    windows, calendar = inputs(forecaster, rows=2)
+    bodies = [forecast_body(forecaster, series=2)]
 
     async def check(worker: InferenceWorker) -> None:
         with pytest.raises(InferenceUnavailableError, match="KeyError"):
-            await worker.predict("never-loaded:1", windows, calendar)
+            await worker.answer("never-loaded:1", ref("never-loaded:1"), bodies)
         await worker.load("tiny:1", forecaster)
-        assert (await worker.predict("tiny:1", windows, calendar)).shape[0] == 2
+        assert (await worker.answer("tiny:1", ref("tiny:1"), bodies))[0].series == 2
+
+    with_worker(check)
+
+
+def test_an_unloaded_model_is_gone_from_the_worker_and_stays_gone_after_a_restart(
+    tiny_models_dir: Path,
+) -> None:
+    models = {f"tiny:{v}": tiny_forecaster(tiny_models_dir, v) for v in (1, 2)}
+    bodies = [forecast_body(models["tiny:1"], series=1)]
+
+    async def check(worker: InferenceWorker) -> None:
+        for key, forecaster in models.items():
+            await worker.load(key, forecaster)
+        await worker.unload("tiny:2")
+        await worker.unload("tiny:2")  # unloading twice is harmless
+        with pytest.raises(InferenceUnavailableError, match="KeyError"):
+            await worker.answer("tiny:2", ref("tiny:2"), bodies)
+        old_pid = worker.pid
+        assert old_pid is not None
+        os.kill(old_pid, signal.SIGKILL)
+        await wait_connected(worker, old_pid)
+        assert (await worker.answer("tiny:1", ref("tiny:1"), bodies))[0].kind == "ok"
+        with pytest.raises(InferenceUnavailableError, match="KeyError"):
+            await worker.answer("tiny:2", ref("tiny:2"), bodies)
 
     with_worker(check)
 

@@ -27,6 +27,7 @@ def reference(forecaster: Forecaster, stamps: list, values: np.ndarray, end: int
     return forecaster.predict(values[None, end - window + 1 : end + 1], calendar[None])[0, 0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("patch_len", "cell"), [(1, "gru"), (1, "lstm"), (2, "gru"), (4, "lstm")])
 def test_lead_one_equals_predict_after_anchor_and_stays_close(patch_len: int, cell: str) -> None:
     forecaster = random_forecaster(window=24, patch_len=patch_len, cell=cell)
@@ -57,6 +58,7 @@ def test_first_window_only_fills_history() -> None:
     assert [point.index for point in scored] == list(range(30))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("patch_len", "cell"), [(1, "gru"), (2, "lstm")])
 def test_state_round_trip_gives_identical_outputs(patch_len: int, cell: str) -> None:
     forecaster = random_forecaster(patch_len=patch_len, cell=cell)
@@ -78,7 +80,7 @@ def test_state_round_trip_gives_identical_outputs(patch_len: int, cell: str) -> 
 def tiny(tiny_models_dir: Path) -> tuple[Forecaster, CalibrationSet]:
     registry = open_registry(Settings(models_dir=tiny_models_dir))
     loaded = registry.load(registry.resolve("tiny"))
-    return loaded.forecaster, CalibrationSet.from_state(loaded.manifest["anomaly"]["calibration"])
+    return loaded.forecaster, loaded.manifest.calibration()
 
 
 @pytest.mark.slow

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from app.errors import ConflictError, InvalidInputError, NotFoundError
-from app.registry.factory import open_database, open_registry
+from app.registry.factory import open_registry
 from app.serving.pool import ModelPool
 from app.settings import Settings
+from app.storage.schema import open_database
 from app.streams.service import StreamService
 
 from .helpers import hourly_series

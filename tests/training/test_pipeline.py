@@ -5,14 +5,14 @@ import pandas as pd
 import pytest
 import torch
 
-from app.anomaly import CalibrationSet
 from app.errors import InvalidInputError
 from app.forecasting.forecaster import Forecaster
 from app.forecasting.windows import SplitBounds
 from app.registry.factory import open_registry
 from app.settings import Settings
 from app.training.config import TrainingConfig
-from app.training.data import DataValidationError, prepare
+from app.training.data.errors import DataValidationError
+from app.training.data.prepared import prepare
 from app.training.dataset import WindowDataset
 from app.training.pipeline import _spec, train_model
 from app.training.trainer import EpochRecord, evaluation_loss, fit
@@ -72,8 +72,8 @@ def trained(tmp_path_factory):
 def test_trained_model_beats_random_walk_and_seasonal_naive(trained):
     registry, result = trained
     manifest = registry.read_manifest(registry.resolve("sine"))
-    metrics = manifest["metrics"]
-    assert metrics == result.manifest["metrics"]
+    assert manifest.metrics == result.manifest.metrics
+    metrics = manifest.metrics.model_dump(mode="json")
     assert metrics["season"] == 24
     model_mae = metrics["model"]["mae"]
     baselines = metrics["baselines"]
@@ -85,10 +85,10 @@ def test_trained_model_beats_random_walk_and_seasonal_naive(trained):
 
 def test_calibrated_80_percent_intervals_cover_about_80_percent(trained):
     _, result = trained
-    intervals = result.manifest["metrics"]["intervals"]
+    intervals = result.manifest.metrics.model_dump(mode="json")["intervals"]
     assert 0.6 <= intervals["80.0"]["coverage"] <= 0.97, intervals
     assert intervals["80.0"]["mean_width"] < intervals["95.0"]["mean_width"]
-    assert set(result.manifest["interval_calibration"]) == set(intervals)
+    assert set(result.manifest.interval_calibration) == set(intervals)
 
 
 def test_early_stopping_history_keeps_the_best_epoch(trained):
@@ -98,10 +98,10 @@ def test_early_stopping_history_keeps_the_best_epoch(trained):
     assert history.epochs[history.best_epoch - 1].epoch == history.best_epoch
     assert history.best_val_loss == min(val_losses) == val_losses[history.best_epoch - 1]
     assert history.epochs[history.best_epoch - 1].improved
-    stored = registry.read_manifest(result.version)["training"]
-    assert stored["best_epoch"] == history.best_epoch
-    assert stored["best_val_loss"] == history.best_val_loss
-    assert [entry["val_loss"] for entry in stored["history"]] == val_losses
+    stored = registry.read_manifest(result.version).training
+    assert stored.best_epoch == history.best_epoch
+    assert stored.best_val_loss == history.best_val_loss
+    assert [entry.val_loss for entry in stored.history] == val_losses
 
 
 class Snapshots:
@@ -217,14 +217,14 @@ def test_long_format_global_model_stores_per_series_calibration(registry):
     result = train_model(data, "global", registry, config)
 
     manifest = registry.read_manifest(result.version)
-    assert [s["id"] for s in manifest["data"]["series"]] == ["north", "south"]
-    calibration = manifest["anomaly"]["calibration"]
-    assert calibration["kind"] == "CalibrationSet"
-    assert sorted(calibration["per_series"]) == ["north", "south"]
-    assert calibration["per_series"]["north"] != calibration["per_series"]["south"]
-    restored = CalibrationSet.from_state(calibration)
+    assert [s.id for s in manifest.data.series] == ["north", "south"]
+    calibration = manifest.anomaly.calibration
+    assert calibration.kind == "CalibrationSet"
+    assert sorted(calibration.per_series) == ["north", "south"]
+    assert calibration.per_series["north"] != calibration.per_series["south"]
+    restored = manifest.calibration()
     assert restored.series_ids == ["north", "south"]
-    assert set(manifest["data"]["last_values"]) == {"north", "south"}
+    assert set(manifest.data.last_values) == {"north", "south"}
     assert registry.load(result.version).forecaster.spec.window == 24
 
 

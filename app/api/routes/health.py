@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from app.api.deps import ServicesDep
-from app.api.schemas import HealthResponse, ModelRef, ReadinessResponse
+from app.api.schemas.common import ModelRef
+from app.api.schemas.health import HealthResponse, ReadinessResponse
+from app.concurrency import run_blocking
 
 router = APIRouter(tags=["health"])
 
@@ -24,7 +24,7 @@ async def read_readiness(services: ServicesDep) -> JSONResponse:
     """Registry reachable and the default models loaded and warmed."""
     checks = {"models": "loaded" if services.ready else "loading"}
     try:
-        await asyncio.to_thread(services.database.ping)
+        await run_blocking(services.database.ping)
         checks["registry"] = "reachable"
     except Exception as error:
         checks["registry"] = f"unreachable: {type(error).__name__}"

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Response, status
 
-from app.api.auth import AdminAccess, ReadAccess
-from app.api.deps import RegistryDep
-from app.api.schemas import (
-    MAX_VERSION,
+from app.api.deps import AdminAccess, ReadAccess, RegistryDep
+from app.api.schemas.common import MAX_VERSION
+from app.api.schemas.models import (
     AliasRequest,
     AliasResponse,
     ModelDetail,
@@ -18,6 +16,7 @@ from app.api.schemas import (
     VersionDetail,
     VersionSummary,
 )
+from app.concurrency import run_blocking
 from app.registry.store import DEFAULT_ALIAS, ModelInfo
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -27,18 +26,10 @@ def _aliases_of(model: ModelInfo, version: int) -> list[str]:
     return sorted(alias for alias, target in model.aliases.items() if target == version)
 
 
-def _public_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
-    """The manifest without bulky calibration samples (kept on disk, summarised here)."""
-    public = {key: value for key, value in manifest.items() if key not in {"anomaly"}}
-    calibration = manifest.get("anomaly", {}).get("calibration", {})
-    public["anomaly"] = {"calibrated_series": sorted(calibration.get("per_series", {}))}
-    return public
-
-
 @router.get("", response_model=list[ModelSummary])
 async def list_models(registry: RegistryDep, _: ReadAccess) -> list[ModelSummary]:
     """Every registered model with its versions and aliases."""
-    models = await asyncio.to_thread(registry.list_models)
+    models = await run_blocking(registry.list_models)
     return [
         ModelSummary(name=m.name, latest_version=m.latest_version, aliases=m.aliases, versions=m.versions)
         for m in models
@@ -48,8 +39,8 @@ async def list_models(registry: RegistryDep, _: ReadAccess) -> list[ModelSummary
 @router.get("/{name}", response_model=ModelDetail)
 async def read_model(name: str, registry: RegistryDep, _: ReadAccess) -> ModelDetail:
     """One model: versions with test metrics next to the naive baselines, aliases, default version."""
-    model = await asyncio.to_thread(registry.get_model, name)
-    versions = await asyncio.to_thread(registry.versions, name)
+    model = await run_blocking(registry.get_model, name)
+    versions = await run_blocking(registry.versions, name)
     default = model.aliases.get(DEFAULT_ALIAS, model.latest_version)
     return ModelDetail(
         name=model.name,
@@ -78,11 +69,11 @@ async def read_version(
     _: ReadAccess,
 ) -> VersionDetail:
     """A version's manifest: architecture, scaling, data fingerprint, training history and metrics."""
-    info = await asyncio.to_thread(registry.get_version, name, version)
-    manifest = await asyncio.to_thread(registry.read_manifest, info)
-    model = await asyncio.to_thread(registry.get_model, name)
+    info = await run_blocking(registry.get_version, name, version)
+    manifest = await run_blocking(registry.read_manifest, info)
+    model = await run_blocking(registry.get_model, name)
     return VersionDetail(
-        name=name, version=version, aliases=_aliases_of(model, version), manifest=_public_manifest(manifest)
+        name=name, version=version, aliases=_aliases_of(model, version), manifest=manifest.public()
     )
 
 
@@ -91,12 +82,12 @@ async def update_alias(
     name: str, alias: str, body: AliasRequest, registry: RegistryDep, _: AdminAccess
 ) -> AliasResponse:
     """Point an alias at a version; servers switch within seconds."""
-    await asyncio.to_thread(registry.set_alias, name, alias, body.version)
+    await run_blocking(registry.set_alias, name, alias, body.version)
     return AliasResponse(name=name, alias=alias, version=body.version)
 
 
 @router.delete("/{name}/aliases/{alias}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_alias(name: str, alias: str, registry: RegistryDep, _: AdminAccess) -> Response:
     """Remove an alias."""
-    await asyncio.to_thread(registry.delete_alias, name, alias)
+    await run_blocking(registry.delete_alias, name, alias)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,134 @@
+"""Bodies of `POST /v1/models/{name}/forecast` and `/detect`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from app.api.schemas.common import (
+    MAX_POINTS,
+    MAX_SERIES,
+    FiniteFloat,
+    ModelRef,
+    StrictModel,
+    check_increasing,
+    check_range,
+)
+from app.timestamps import to_naive_utc
+
+
+class SeriesPayload(StrictModel):
+    id: str = Field("series", min_length=1, max_length=200, description="Caller's name for the series.")
+    values: list[FiniteFloat] = Field(
+        min_length=1, max_length=MAX_POINTS, description="Observed values, oldest first; finite numbers only."
+    )
+    timestamps: list[datetime] | None = Field(
+        None, description="ISO 8601 time of each value (UTC if no offset), strictly increasing; optional."
+    )
+
+    @field_validator("timestamps")
+    @classmethod
+    def _normalise_timestamps(cls, stamps: list[datetime] | None) -> list[datetime] | None:
+        if stamps is None:
+            return None
+        naive = [to_naive_utc(stamp) for stamp in stamps]
+        check_range(naive, "timestamps")
+        check_increasing(naive, "timestamps")
+        return naive
+
+    @model_validator(mode="after")
+    def _lengths_match(self) -> SeriesPayload:
+        if self.timestamps is not None and len(self.timestamps) != len(self.values):
+            raise ValueError(
+                f"series {self.id!r}: {len(self.values)} values but {len(self.timestamps)} timestamps; "
+                "send one timestamp per value"
+            )
+        return self
+
+
+def check_unique_ids(series: list[SeriesPayload]) -> list[SeriesPayload]:
+    seen: set[str] = set()
+    for item in series:
+        if item.id in seen:
+            raise ValueError(f"series id {item.id!r} appears more than once; ids must be unique per request")
+        seen.add(item.id)
+    return series
+
+
+class ForecastRequest(StrictModel):
+    series: list[SeriesPayload] = Field(
+        min_length=1, max_length=MAX_SERIES, description="Series to forecast."
+    )
+    horizon: int | None = Field(
+        None, ge=1, le=10_000, description="Steps to forecast; default and maximum: the model's horizon."
+    )
+    levels: list[Annotated[float, Field(gt=0, lt=100, allow_inf_nan=False)]] = Field(
+        default_factory=lambda: [80.0, 95.0],
+        max_length=20,
+        description="Central prediction-interval levels in percent.",
+    )
+
+    _unique = field_validator("series")(check_unique_ids)
+
+
+class IntervalPayload(BaseModel):
+    level: float = Field(description="Interval level in percent.")
+    lower: list[float] = Field(description="Lower bound per step.")
+    upper: list[float] = Field(description="Upper bound per step.")
+
+
+class SeriesForecastPayload(BaseModel):
+    id: str = Field(description="Series id from the request.")
+    timestamps: list[datetime] | None = Field(
+        None, description="Time of each forecast step, if inputs had them."
+    )
+    mean: list[float] = Field(description="Point forecast per step (the predictive median).")
+    intervals: list[IntervalPayload] = Field(description="Calibrated central prediction intervals.")
+
+
+class ForecastResponse(BaseModel):
+    model: ModelRef = Field(description="The model version that produced the forecasts.")
+    forecasts: list[SeriesForecastPayload] = Field(description="One forecast per input series, in order.")
+
+
+class DetectRequest(StrictModel):
+    series: list[SeriesPayload] = Field(min_length=1, max_length=MAX_SERIES, description="Series to score.")
+    sensitivity: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="0..1; the expected false-alarm rate on normal points is 10^(3*sensitivity-4) "
+        "(0.5: about 3 in 1000; 1: 1 in 10; 0: 1 in 10000).",
+    )
+
+    _unique = field_validator("series")(check_unique_ids)
+
+
+class DetectedPoint(BaseModel):
+    index: int = Field(description="Position of the point in the input series.")
+    timestamp: datetime | None = Field(None, description="Timestamp of the point, if given.")
+    value: float = Field(description="Observed value.")
+    expected: float | None = Field(description="One-step-ahead forecast (median); null without history.")
+    lower: float | None = Field(description="Lower edge of the forecast's 80% band.")
+    upper: float | None = Field(description="Upper edge of the forecast's 80% band.")
+    score: float | None = Field(
+        description="Calibrated anomaly score in [0, 1]; null without enough history."
+    )
+    is_anomaly: bool = Field(description="True when score >= 1 - alpha.")
+    direction: Literal["up", "down"] | None = Field(description="Side of the forecast an anomaly lies on.")
+
+
+class SeriesDetection(BaseModel):
+    id: str = Field(description="Series id from the request.")
+    anomalies: int = Field(description="Number of flagged points.")
+    points: list[DetectedPoint] = Field(description="One entry per input point.")
+
+
+class DetectResponse(BaseModel):
+    model: ModelRef = Field(description="The model version that scored the points.")
+    sensitivity: float = Field(description="Sensitivity used.")
+    alpha: float = Field(description="Target false-alarm rate per normal point implied by the sensitivity.")
+    results: list[SeriesDetection] = Field(description="One result per input series, in order.")

@@ -1,0 +1,292 @@
+"""The manifest of a model version (`manifest.json` beside `model.safetensors`), typed and versioned.
+
+A manifest is validated whenever a version is read: one that does not validate is refused like a sha256
+mismatch (`ArtifactIntegrityError`). It is written with the same JSON layout as before it was typed (sorted
+keys, 2-space indent), so the sha256 recorded in the registry keeps covering exactly the bytes on disk.
+
+Versions: files written before the manifest was typed carry no `manifest_version` and are version 1.
+`upgrade` lifts any older layout to `MANIFEST_VERSION`, one explicit step per version, before validation;
+the file on disk is never rewritten (its sha256 stays valid).
+
+The forecaster spec, the training config and the epoch records are the domain dataclasses themselves
+(pydantic validates them field by field and runs their checks), so they have one definition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
+
+from app.anomaly import CalibrationSet
+from app.forecasting.forecaster import ForecasterSpec
+from app.timestamps import as_aware_utc, to_naive_utc
+from app.training.config import TrainingConfig
+from app.training.trainer import EpochRecord
+
+MANIFEST_FORMAT: Final = "tswatch-model/1"
+MANIFEST_VERSION: Final = 2
+
+RawManifest = dict[str, Any]
+
+
+def _iso_z(stamp: datetime) -> str:
+    return to_naive_utc(stamp).isoformat() + "Z"
+
+
+def _aware_utc(stamp: datetime) -> datetime:
+    return as_aware_utc(to_naive_utc(stamp))
+
+
+UtcStamp = Annotated[datetime, AfterValidator(_aware_utc), PlainSerializer(_iso_z, return_type=str)]
+"""A UTC instant, written as naive ISO 8601 with a `Z` (as `created_at` always was)."""
+
+
+class ManifestPart(BaseModel):
+    """Unknown keys are refused, so a typo in a producer or a foreign file fails loudly."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, serialize_by_alias=True, validate_by_name=True)
+
+
+class Runtime(ManifestPart):
+    python: str
+    torch: str
+
+
+class TrainingRun(ManifestPart):
+    config: TrainingConfig
+    best_epoch: int
+    best_val_loss: float
+    stopped_early: bool
+    seconds: float
+    history: list[EpochRecord]
+
+
+class SeriesExtent(ManifestPart):
+    id: str
+    length: int
+    start: str = Field(description="First timestamp, as numpy prints datetime64[ns].")
+    end: str
+
+
+class FilledGap(ManifestPart):
+    """Points one series was missing and that the gap policy filled in (see `training.data.GapReport`)."""
+
+    series_id: str
+    missing_points: int
+    largest_gap: int
+    first_gap: str | None
+    length: int
+    trimmed_points: int = 0
+
+
+class DataDescription(ManifestPart):
+    source: str
+    fingerprint: str
+    frequency: str
+    rows: int
+    series: list[SeriesExtent]
+    gaps: list[FilledGap]
+    last_values: dict[str, list[float]] = Field(description="The last `window` values of (up to 16) series.")
+    last_timestamps: dict[str, str] = Field(description="The last timestamp of every series.")
+
+
+class Accuracy(ManifestPart):
+    mae: float
+    rmse: float
+    mase_seasonal: float
+    mase_random_walk: float
+
+
+class Baselines(ManifestPart):
+    seasonal_naive: Accuracy
+    random_walk: Accuracy
+
+
+class IntervalScore(ManifestPart):
+    coverage: float
+    mean_width: float
+
+
+class EvaluationMetrics(ManifestPart):
+    test_windows: int
+    season: int
+    model: Accuracy
+    baselines: Baselines
+    intervals: dict[str, IntervalScore] = Field(
+        description="Interval level ('80.0') -> test coverage, width."
+    )
+
+    def by_forecaster(self) -> dict[str, Accuracy]:
+        """The model's accuracy, then each baseline's, keyed by forecaster name (`model`, `seasonal_naive`...)."""
+        return {
+            "model": self.model,
+            "seasonal_naive": self.baselines.seasonal_naive,
+            "random_walk": self.baselines.random_walk,
+        }
+
+
+class TailState(ManifestPart):
+    threshold: float
+    fraction: float
+    shape: float
+    scale: float
+
+
+class ConformalState(ManifestPart):
+    """`ConformalCalibrator.to_state()`."""
+
+    kind: Literal["ConformalCalibrator"] = "ConformalCalibrator"
+    tail_quantile: float
+    min_tail_points: int
+    max_points: int
+    sample: list[float]
+    tail: TailState | None
+
+
+class CalibrationState(ManifestPart):
+    """`CalibrationSet.to_state()`: a global calibrator and one per series that had enough points."""
+
+    kind: Literal["CalibrationSet"] = "CalibrationSet"
+    global_: ConformalState = Field(alias="global")
+    per_series: dict[str, ConformalState]
+
+    @classmethod
+    def of(cls, calibration: CalibrationSet) -> CalibrationState:
+        return cls.model_validate(calibration.to_state())
+
+    def restore(self) -> CalibrationSet:
+        return CalibrationSet.from_state(self.model_dump(mode="json"))
+
+
+class AnomalyState(ManifestPart):
+    calibration: CalibrationState
+
+
+class ResidualSummary(ManifestPart):
+    """One-step validation residuals (actual - median) in data units."""
+
+    count: int
+    mean: float
+    std: float
+    q01: float
+    q05: float
+    q50: float
+    q95: float
+    q99: float
+
+
+class ForecastSample(ManifestPart):
+    """Lead-1 test forecasts of the first series with the calibrated 80%/95% bands."""
+
+    series: str
+    timestamps: list[str]
+    actual: list[float]
+    median: list[float]
+    lower80: list[float]
+    upper80: list[float]
+    lower95: list[float]
+    upper95: list[float]
+
+
+class ResidualHistogram(ManifestPart):
+    unit: str
+    edges: list[float]
+    counts: list[int]
+    thresholds: dict[str, float | None] = Field(
+        description="Sensitivity -> |residual| flagged at and above (null: nothing is flagged at it)."
+    )
+    calibration_points: int
+
+
+class TrainingReport(ManifestPart):
+    test_sample: ForecastSample
+    residuals: ResidualHistogram
+
+
+class WeightsRef(ManifestPart):
+    file: str
+    sha256: str
+
+
+class _ManifestBody(ManifestPart):
+    """Every field a manifest shows; the calibration state differs between the full and the public view."""
+
+    format: Literal["tswatch-model/1"] = MANIFEST_FORMAT
+    name: str
+    version: int | None = Field(default=None, description="Set when read from the registry, never stored.")
+    created_at: UtcStamp
+    code_version: str
+    runtime: Runtime
+    spec: ForecasterSpec
+    training: TrainingRun
+    data: DataDescription
+    metrics: EvaluationMetrics
+    season: int
+    interval_calibration: dict[str, list[float]] = Field(description="Level -> widening per horizon step.")
+    residuals: ResidualSummary
+    report: TrainingReport | None = Field(default=None, description="Absent in versions trained before it.")
+    weights: WeightsRef | None = Field(
+        default=None, description="Set by the registry when it writes the file."
+    )
+
+
+class AnomalySummary(ManifestPart):
+    calibrated_series: list[str]
+
+
+class PublicManifest(_ManifestBody):
+    """The manifest as the API shows it: calibration samples (bulky) summarised by the series they cover."""
+
+    anomaly: AnomalySummary
+
+
+class Manifest(_ManifestBody):
+    manifest_version: Literal[2] = MANIFEST_VERSION
+    anomaly: AnomalyState
+
+    def to_json_dict(self) -> RawManifest:
+        """What `manifest.json` holds: everything but the registry-assigned version number."""
+        return self.model_dump(mode="json", exclude={"version"})
+
+    def public(self) -> PublicManifest:
+        fields = self.model_dump(exclude={"anomaly", "manifest_version"})
+        summary = AnomalySummary(calibrated_series=sorted(self.anomaly.calibration.per_series))
+        return PublicManifest.model_validate({**fields, "anomaly": summary})
+
+    def calibration(self) -> CalibrationSet:
+        return self.anomaly.calibration.restore()
+
+
+def _v1_to_v2(raw: RawManifest) -> RawManifest:
+    """Version 1 (untyped, no `manifest_version`) has version 2's layout; only the number is added."""
+    return {**raw, "manifest_version": 2}
+
+
+UPGRADES: dict[int, Callable[[RawManifest], RawManifest]] = {1: _v1_to_v2}
+
+
+def manifest_version_of(raw: RawManifest) -> int:
+    version = raw.get("manifest_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= MANIFEST_VERSION:
+        raise ValueError(
+            f"manifest_version {version!r} is not one this tswatch reads (1..{MANIFEST_VERSION}); "
+            "upgrade tswatch to load it"
+        )
+    return version
+
+
+def upgrade(raw: RawManifest) -> RawManifest:
+    """Lift a manifest of any older version to `MANIFEST_VERSION`, one step at a time."""
+    version = manifest_version_of(raw)
+    while version < MANIFEST_VERSION:
+        raw = UPGRADES[version](raw)
+        version = manifest_version_of(raw)
+    return raw
+
+
+def parse_manifest(raw: RawManifest) -> Manifest:
+    """Upgrade and validate; raises ValueError (incl. pydantic's ValidationError) on anything wrong."""
+    return Manifest.model_validate(upgrade(raw))

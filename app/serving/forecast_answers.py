@@ -1,0 +1,107 @@
+"""The forecast business function: raw forecast request bodies in, encoded JSON answers out.
+
+`answer_forecasts` runs where the model runs, for a micro-batch of raw bodies: in the inference worker process
+(`app.serving.worker` calls it directly) or on the inference thread (`ModelPool.answer`). It parses, checks, runs
+one forward pass for every series of every request, shapes the intervals and encodes the JSON answer, so the
+event loop only authenticates, picks the model version and forwards bytes (bench/serve.py). A body the fast parse
+rejects is answered `reparse`: the API parses it itself (`app.api.forecast_parsing`), so clients get the same
+validation errors as on every other route.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+from pydantic_core import to_json
+
+from app.api.schemas.forecasts import ForecastRequest, SeriesPayload
+from app.errors import InvalidInputError
+from app.forecasting.forecaster import Forecaster
+from app.serving.bodies import BodyReply
+from app.serving.inference import (
+    SeriesInput,
+    ShapedForecasts,
+    check_horizon,
+    check_inputs,
+    check_levels,
+    model_inputs,
+    shape_forecasts,
+)
+from app.timestamps import datetime64_to_iso_z
+
+_Accepted = tuple[int, ForecastRequest, list[SeriesInput], int]
+
+
+def to_inputs(series: list[SeriesPayload]) -> list[SeriesInput]:
+    return [
+        SeriesInput(
+            id=item.id,
+            values=np.asarray(item.values, dtype=np.float64),
+            timestamps=None if item.timestamps is None else np.array(item.timestamps, dtype="datetime64[ns]"),
+        )
+        for item in series
+    ]
+
+
+def answer_forecasts(forecaster: Forecaster, model: dict[str, Any], bodies: list[bytes]) -> list[BodyReply]:
+    """One reply per raw body; the accepted ones share a single forward pass."""
+    replies: list[BodyReply] = [BodyReply("reparse")] * len(bodies)
+    accepted: list[_Accepted] = []
+    for index, body in enumerate(bodies):
+        try:
+            request = ForecastRequest.model_validate_json(body)
+            horizon = request.horizon or forecaster.spec.horizon
+            check_horizon(forecaster, horizon)
+            check_levels(forecaster, request.levels)
+            series = to_inputs(request.series)
+            check_inputs(forecaster, series)
+        except ValidationError:
+            continue
+        except InvalidInputError as error:
+            replies[index] = BodyReply("invalid", detail=error.detail, fields=error.fields)
+            continue
+        accepted.append((index, request, series, horizon))
+    if accepted:
+        windows, calendar = model_inputs(forecaster, [item for *_, series, _ in accepted for item in series])
+        quantiles = forecaster.predict(windows, calendar)  # [sum n, H, Q]
+        start = 0
+        for index, request, series, horizon in accepted:
+            own = quantiles[start : start + len(series)]  # [n, H, Q]
+            start += len(series)
+            replies[index] = _reply(forecaster, model, request, series, own, horizon)
+    return replies
+
+
+def _reply(
+    forecaster: Forecaster,
+    model: dict[str, Any],
+    request: ForecastRequest,
+    series: list[SeriesInput],
+    quantiles: np.ndarray,
+    horizon: int,
+) -> BodyReply:
+    try:
+        shaped = shape_forecasts(forecaster, series, quantiles, horizon, request.levels)
+    except InvalidInputError as error:  # non-finite forecasts
+        return BodyReply("invalid", detail=error.detail, fields=error.fields)
+    body = to_json({"model": model, "forecasts": forecast_items(series, shaped)})
+    return BodyReply("ok", body=body, series=len(series))
+
+
+def forecast_items(series: list[SeriesInput], shaped: ShapedForecasts) -> list[dict[str, Any]]:
+    """The `forecasts` of a `ForecastResponse` as plain data (encoded directly: this is the hot path)."""
+    mean = shaped.mean.tolist()
+    bounds = [(i.level, i.lower.tolist(), i.upper.tolist()) for i in shaped.intervals]
+    return [
+        {
+            "id": item.id,
+            "timestamps": datetime64_to_iso_z(stamps),
+            "mean": mean[k],
+            "intervals": [
+                {"level": level, "lower": lower[k], "upper": upper[k]} for level, lower, upper in bounds
+            ],
+        }
+        for k, (item, stamps) in enumerate(zip(series, shaped.timestamps, strict=True))
+    ]

@@ -1,0 +1,90 @@
+"""Read-only queries over the stream tables for overviews (the dashboard): summaries and the newest points."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from app.storage.database import Database
+from app.storage.tables.streams import StreamEpisodeRow, StreamPointRow, StreamRow
+
+
+@dataclass(frozen=True)
+class StreamSummary:
+    id: str
+    model: str
+    alias: str | None
+    version: int | None  # pinned version
+    sensitivity: float
+    point_count: int
+    last_timestamp: datetime | None  # naive UTC
+    updated_at: datetime  # naive UTC
+    state_model_version: int | None
+    open_alarms: int
+    episodes: int
+
+
+@dataclass(frozen=True)
+class StoredPoint:
+    index: int
+    timestamp: datetime  # naive UTC
+    value: float
+    expected: float | None
+    lower: float | None
+    upper: float | None
+    score: float | None
+    is_anomaly: bool
+
+
+def stream_summaries(database: Database) -> list[StreamSummary]:
+    """Every stream with its alarm counts (all episodes, open ones), ordered by id."""
+    with database.session() as session:
+        by_stream = select(StreamEpisodeRow.stream_id, func.count()).group_by(StreamEpisodeRow.stream_id)
+        episodes = {stream_id: count for stream_id, count in session.execute(by_stream)}
+        still_open = by_stream.where(StreamEpisodeRow.resolved_at.is_(None))
+        open_episodes = {stream_id: count for stream_id, count in session.execute(still_open)}
+        rows = session.scalars(select(StreamRow).order_by(StreamRow.id)).all()
+        return [
+            StreamSummary(
+                id=row.id,
+                model=row.model_name,
+                alias=row.alias,
+                version=row.pinned_version,
+                sensitivity=row.sensitivity,
+                point_count=row.point_count,
+                last_timestamp=row.last_timestamp,
+                updated_at=row.updated_at,
+                state_model_version=row.state_model_version,
+                open_alarms=open_episodes.get(row.id, 0),
+                episodes=episodes.get(row.id, 0),
+            )
+            for row in rows
+        ]
+
+
+def latest_points(database: Database, stream_id: str, limit: int) -> list[StoredPoint] | None:
+    """The newest `limit` stored points of a stream, oldest first; None when the stream does not exist."""
+    with database.session() as session:
+        if session.get(StreamRow, stream_id) is None:
+            return None
+        rows = session.scalars(
+            select(StreamPointRow)
+            .where(StreamPointRow.stream_id == stream_id)
+            .order_by(StreamPointRow.timestamp.desc())
+            .limit(limit)
+        ).all()
+        return [
+            StoredPoint(
+                index=row.position,
+                timestamp=row.timestamp,
+                value=row.value,
+                expected=row.expected,
+                lower=row.lower,
+                upper=row.upper,
+                score=row.score,
+                is_anomaly=bool(row.is_anomaly),
+            )
+            for row in reversed(rows)
+        ]

@@ -1,0 +1,147 @@
+"""Composing the jobs: a table (or a file) -> `PreparedData`, regular, gap-filled, finite series."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from app.training.data.errors import DataValidationError
+from app.training.data.frequency import common_step, frequency_alias
+from app.training.data.gaps import (
+    DEFAULT_GAP_POLICY,
+    DEFAULT_MAX_GAP_FRACTION,
+    GapReport,
+    check_gap_options,
+    fill_series,
+)
+from app.training.data.parsing import (
+    DEFAULT_TIME_COL,
+    DEFAULT_VALUE_COL,
+    check_columns,
+    parse_ids,
+    parse_times,
+    parse_values,
+)
+from app.training.data.reading import read_table
+from app.training.data.series import (
+    RawSeries,
+    SeriesData,
+    check_length,
+    check_not_constant,
+    check_order,
+    split_series,
+)
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """What a model trains on: the series of one file, their shared frequency and what was filled in."""
+
+    series: list[SeriesData]
+    frequency: str  # pandas offset alias, e.g. "h", "30min", "D", "B"
+    gaps: list[GapReport]  # only series that had gaps or dropped edge rows
+    fingerprint: str  # sha256 hex over ids, timestamps and values; stable across runs
+    source_rows: int
+
+    @property
+    def total_points(self) -> int:
+        return sum(len(s) for s in self.series)
+
+
+def load_training_data(
+    path: Path,
+    *,
+    time_col: str = DEFAULT_TIME_COL,
+    value_col: str = DEFAULT_VALUE_COL,
+    id_col: str | None = None,
+    min_length: int,
+    gap_policy: str = DEFAULT_GAP_POLICY,
+    max_gap_fraction: float = DEFAULT_MAX_GAP_FRACTION,
+    source: str | None = None,
+) -> PreparedData:
+    """`read_table` + `prepare`; messages name the file as given."""
+    return prepare(
+        read_table(path),
+        time_col=time_col,
+        value_col=value_col,
+        id_col=id_col,
+        min_length=min_length,
+        gap_policy=gap_policy,
+        max_gap_fraction=max_gap_fraction,
+        source=source if source is not None else str(path),
+    )
+
+
+def prepare(
+    frame: pd.DataFrame,
+    *,
+    time_col: str = DEFAULT_TIME_COL,
+    value_col: str = DEFAULT_VALUE_COL,
+    id_col: str | None = None,
+    min_length: int,
+    gap_policy: str = DEFAULT_GAP_POLICY,
+    max_gap_fraction: float = DEFAULT_MAX_GAP_FRACTION,
+    source: str = "<data>",
+) -> PreparedData:
+    """Validate `frame` and turn it into regular, gap-filled series (see the package docstring)."""
+    check_gap_options(gap_policy, max_gap_fraction, source)
+    check_columns(frame, [time_col, value_col] + ([id_col] if id_col else []), source)
+    if frame.empty:
+        raise DataValidationError(f"{source}: no data rows (only a header)")
+    times = parse_times(frame[time_col], time_col, source)
+    values = parse_values(frame[value_col], value_col, source)
+    ids = (
+        parse_ids(frame[id_col], id_col, source)
+        if id_col
+        else np.full(len(frame), str(value_col), dtype=object)
+    )
+    raw = split_series(ids, times, values)
+    for series_id, ts, _vals, rows in raw:
+        check_order(series_id, ts, rows, source)
+    frequency = frequency_alias(common_step(raw, source), times)
+    series, gaps = _fill_all(raw, frequency, gap_policy, max_gap_fraction, min_length, source)
+    return PreparedData(
+        series=series,
+        frequency=frequency,
+        gaps=gaps,
+        fingerprint=fingerprint(series),
+        source_rows=len(frame),
+    )
+
+
+def _fill_all(
+    raw: list[RawSeries],
+    frequency: str,
+    gap_policy: str,
+    max_gap_fraction: float,
+    min_length: int,
+    source: str,
+) -> tuple[list[SeriesData], list[GapReport]]:
+    """Fill every series and check it; gap reports only for series that had gaps or dropped edge rows."""
+    series: list[SeriesData] = []
+    gaps: list[GapReport] = []
+    for series_id, ts, vals, rows in raw:
+        filled, report = fill_series(
+            series_id, ts, vals, rows, frequency, gap_policy, max_gap_fraction, source
+        )
+        check_length(filled, min_length, source)
+        check_not_constant(filled, source)
+        series.append(filled)
+        if report.missing_points or report.trimmed_points:
+            gaps.append(report)
+    return series, gaps
+
+
+def fingerprint(series: list[SeriesData]) -> str:
+    """sha256 over ids, int64 ns timestamps and float64 values (little-endian, -0.0 folded into 0.0)."""
+    digest = hashlib.sha256(b"tswatch-series-v1\0")
+    for item in series:
+        name = item.id.encode("utf-8")
+        digest.update(len(name).to_bytes(8, "little") + name + len(item.values).to_bytes(8, "little"))
+        digest.update(np.ascontiguousarray(item.timestamps.astype("datetime64[ns]").view("<i8")).tobytes())
+        digest.update(np.ascontiguousarray(np.asarray(item.values, dtype="<f8") + 0.0).tobytes())
+    return digest.hexdigest()
