@@ -38,3 +38,9 @@ class UnavailableError(TswatchError):
     status = 503
     title = "Service unavailable"
     slug = "unavailable"
+
+
+class PayloadTooLargeError(TswatchError):
+    status = 413
+    title = "Payload too large"
+    slug = "payload-too-large"

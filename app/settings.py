@@ -46,6 +46,11 @@ class Settings(BaseSettings):
         0.0, ge=0, description="Extra wait for company when the model is idle (0: none)."
     )
     batch_max_size: int = Field(256, ge=1, description="Most forecast requests answered in one batch.")
+    max_detect_points: int = Field(
+        200_000,
+        ge=1,
+        description="Most points (all series together) one /detect request may score; more answers 413.",
+    )
     shutdown_grace_seconds: float = Field(8.0, ge=0, description="Time in-flight requests get on SIGTERM.")
     header_timeout_seconds: float = Field(
         10.0,

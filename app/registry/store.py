@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 
 from app.errors import InvalidInputError, NotFoundError
 from app.registry.artifacts import (
@@ -250,10 +250,10 @@ class Registry:
     def delete_alias(self, name: str, alias: str) -> None:
         self.get_model(name)
         with self.database.session() as session:
-            deleted = session.execute(
-                delete(AliasRow).where(AliasRow.model_name == name, AliasRow.alias == alias)
-            ).rowcount
-        if not deleted:
+            row = session.get(AliasRow, (name, alias))
+            if row is not None:
+                session.delete(row)
+        if row is None:
             raise AliasNotFoundError(
                 f"model {name!r} has no alias {alias!r}", fields={"name": name, "alias": alias}
             )

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.anomaly import CalibrationSet, ResidualDetector
+from app.anomaly import CalibrationSet, DetectionResult, ResidualDetector
 from app.errors import InvalidInputError
 from app.forecasting.calendar import future_timestamps
 from app.forecasting.forecaster import Forecaster
 from app.forecasting.quantiles import interval_interpolation
+from app.forecasting.windows import sliding_windows
 
 
 @dataclass(frozen=True)
@@ -150,31 +151,96 @@ def _optional(value: float) -> float | None:
     return None if np.isnan(value) else float(value)
 
 
-def detect_series(
-    forecaster: Forecaster, calibration: CalibrationSet, item: SeriesInput, sensitivity: float
-) -> list[PointDetection]:
-    """Score every point from its one-step-ahead forecast; the first `window` points have no score."""
+# Windows per chunk of detection work: the windows, calendar inputs and forward passes of one chunk are all that
+# is materialised at a time (never [N, window, features] for a whole series). A multiple of PREDICT_BATCH, so
+# the forward passes see exactly the batches an unchunked pass would: the scores are bitwise the same.
+DETECT_CHUNK_WINDOWS = 8192
+PREDICT_BATCH = 1024
+
+
+def lead_one_quantiles(
+    forecaster: Forecaster, item: SeriesInput, chunk_windows: int = DETECT_CHUNK_WINDOWS
+) -> np.ndarray:
+    """Every point's one-step-ahead quantile forecast, [N] -> [N, Q] (NaN rows for the first `window` points).
+
+    Point i >= window is forecast from values[i - window : i]; windows and calendar inputs are built per chunk
+    of `chunk_windows` windows, and only the first forecast step of each window is kept.
+    """
+    if chunk_windows < 1 or (chunk_windows % PREDICT_BATCH and chunk_windows > PREDICT_BATCH):
+        raise ValueError(
+            f"chunk_windows must be a multiple of {PREDICT_BATCH} (or below it); got {chunk_windows}"
+        )
     window = forecaster.spec.window
-    rolling = forecaster.predict_rolling(
-        item.values[:-1], item.timestamps[:-1] if item.timestamps is not None else None
-    )
-    require_finite([item], rolling[np.newaxis], positions=False)
+    origins = len(item.values) - window  # windows that end before the last point
     quantiles = np.full((len(item.values), len(forecaster.spec.quantiles)), np.nan)  # [N, Q]
-    quantiles[window:] = rolling[:, 0, :]  # lead-one forecasts for points window .. N-1
+    for start in range(0, origins, chunk_windows):
+        stop = min(start + chunk_windows, origins)
+        span = slice(start, stop + window - 1)  # the points the chunk's windows read
+        windows = sliding_windows(item.values[span], window)  # [n] -> [n - L + 1, L] (a view)
+        calendar = None
+        if forecaster.uses_calendar:
+            if item.timestamps is None:
+                raise ValueError("this model uses calendar features; timestamps are required")
+            # per-point encodings, then windows over them: [n, C] -> [n - L + 1, L, C] (a view)
+            calendar = sliding_windows(forecaster.calendar(item.timestamps[span]), window)
+        for first in range(0, stop - start, PREDICT_BATCH):
+            batch = slice(first, first + PREDICT_BATCH)
+            forecasts = forecaster.predict(windows[batch], None if calendar is None else calendar[batch])
+            require_finite([item], forecasts[np.newaxis], positions=False)  # [B, H, Q]
+            offset = window + start + first
+            quantiles[offset : offset + len(forecasts)] = forecasts[:, 0, :]  # lead-one forecasts
+    return quantiles
+
+
+@dataclass(frozen=True)
+class ScoredSeries:
+    """One series' detection as arrays (cheap for long series); `points` gives entries for a range."""
+
+    item: SeriesInput
+    result: DetectionResult
+
+    @property
+    def anomalies(self) -> int:
+        return int(self.result.is_anomaly.sum())
+
+    def __len__(self) -> int:
+        return len(self.item.values)
+
+    def points(self, start: int = 0, stop: int | None = None) -> list[PointDetection]:
+        item, result = self.item, self.result
+        return [
+            PointDetection(
+                index=index,
+                timestamp=None if item.timestamps is None else item.timestamps[index],
+                value=float(item.values[index]),
+                expected=_optional(result.expected[index]),
+                lower=_optional(result.lower[index]),
+                upper=_optional(result.upper[index]),
+                score=_optional(result.score[index]),
+                is_anomaly=bool(result.is_anomaly[index]),
+                direction=result.direction[index],
+            )
+            for index in range(start, len(item.values) if stop is None else min(stop, len(item.values)))
+        ]
+
+
+def score_series(
+    forecaster: Forecaster,
+    calibration: CalibrationSet,
+    item: SeriesInput,
+    sensitivity: float,
+    chunk_windows: int = DETECT_CHUNK_WINDOWS,
+) -> ScoredSeries:
+    """Score every point from its one-step-ahead forecast; the first `window` points have no score."""
+    quantiles = lead_one_quantiles(forecaster, item, chunk_windows)
     result = ResidualDetector(calibration, sensitivity).detect(
         item.values, quantiles, forecaster.spec.quantiles, item.id
     )
-    return [
-        PointDetection(
-            index=index,
-            timestamp=None if item.timestamps is None else item.timestamps[index],
-            value=float(item.values[index]),
-            expected=_optional(result.expected[index]),
-            lower=_optional(result.lower[index]),
-            upper=_optional(result.upper[index]),
-            score=_optional(result.score[index]),
-            is_anomaly=bool(result.is_anomaly[index]),
-            direction=result.direction[index],
-        )
-        for index in range(len(item.values))
-    ]
+    return ScoredSeries(item, result)
+
+
+def detect_series(
+    forecaster: Forecaster, calibration: CalibrationSet, item: SeriesInput, sensitivity: float
+) -> list[PointDetection]:
+    """`score_series` as one entry per point."""
+    return score_series(forecaster, calibration, item, sensitivity).points()

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from app.registry.store import Registry, VersionInfo
 from app.serving.batcher import MicroBatcher
 from app.serving.bodies import AnswerBodies, BodyReply
 from app.serving.remote import InferenceWorker
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 logger = logging.getLogger("tswatch.serving")
 
@@ -90,9 +93,9 @@ class ModelPool:
         if self.max_unrouted < 1:
             raise ValueError(f"max_unrouted must be at least 1; got {self.max_unrouted}")
 
-    async def run(self, function: Callable[..., Any], *args: Any) -> Any:
+    async def run(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Blocking registry work (database, files) in a worker thread, away from the inference thread."""
-        return await run_blocking(function, *args)
+        return await run_blocking(function, *args, **kwargs)
 
     async def infer(self, function: Callable[..., Any], *args: Any) -> Any:
         """CPU-bound model work on the single inference thread, so torch never competes with itself."""

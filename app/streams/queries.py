@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from app.storage.database import Database
 from app.storage.tables.streams import StreamEpisodeRow, StreamPointRow, StreamRow
+from app.streams.scoring import ScoredPoint
 
 
 @dataclass(frozen=True)
@@ -24,18 +25,6 @@ class StreamSummary:
     state_model_version: int | None
     open_alarms: int
     episodes: int
-
-
-@dataclass(frozen=True)
-class StoredPoint:
-    index: int
-    timestamp: datetime  # naive UTC
-    value: float
-    expected: float | None
-    lower: float | None
-    upper: float | None
-    score: float | None
-    is_anomaly: bool
 
 
 def stream_summaries(database: Database) -> list[StreamSummary]:
@@ -64,7 +53,7 @@ def stream_summaries(database: Database) -> list[StreamSummary]:
         ]
 
 
-def latest_points(database: Database, stream_id: str, limit: int) -> list[StoredPoint] | None:
+def latest_points(database: Database, stream_id: str, limit: int) -> list[ScoredPoint] | None:
     """The newest `limit` stored points of a stream, oldest first; None when the stream does not exist."""
     with database.session() as session:
         if session.get(StreamRow, stream_id) is None:
@@ -76,7 +65,7 @@ def latest_points(database: Database, stream_id: str, limit: int) -> list[Stored
             .limit(limit)
         ).all()
         return [
-            StoredPoint(
+            ScoredPoint(
                 index=row.position,
                 timestamp=row.timestamp,
                 value=row.value,
@@ -85,6 +74,7 @@ def latest_points(database: Database, stream_id: str, limit: int) -> list[Stored
                 upper=row.upper,
                 score=row.score,
                 is_anomaly=bool(row.is_anomaly),
+                direction=row.direction,
             )
             for row in reversed(rows)
         ]

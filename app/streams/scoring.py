@@ -273,6 +273,11 @@ class StreamScorer:
         return result
 
     # ---------------------------------------------------------------- state
+    def _anchor_state(self) -> dict[str, float] | None:
+        if self.loc is None or self.scale is None:
+            return None
+        return {"loc": float(self.loc), "scale": float(self.scale)}
+
     def to_state(self) -> dict[str, Any]:
         """JSON-serialisable state (the calibrator's base sample is left out: it comes from the model)."""
         calibrator = self.calibrator.to_state()
@@ -288,7 +293,7 @@ class StreamScorer:
             "since_anchor": self.since_anchor,
             "values": list(self.values),
             "timestamps": list(self._iso),
-            "anchor": None if self.loc is None else {"loc": float(self.loc), "scale": float(self.scale)},
+            "anchor": self._anchor_state(),
             "hidden": [_hidden_to_json(state) for state in self.states],
             "pending": None if self.pending is None else self.pending.tolist(),
             "calibrator": calibrator,

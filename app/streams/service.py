@@ -26,6 +26,7 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from app.anomaly import AlarmEvent, Episode
+from app.anomaly.episodes import EventKind
 from app.anomaly.sensitivity import DEFAULT_SENSITIVITY, validate_sensitivity
 from app.concurrency import run_blocking
 from app.errors import ConflictError, InvalidInputError, NotFoundError, TswatchError
@@ -33,7 +34,7 @@ from app.serving.pool import ModelPool, ServedModel
 from app.storage.database import Database
 from app.storage.tables.streams import StreamEpisodeRow, StreamPointRow, StreamRow
 from app.streams.locks import LockRegistry
-from app.streams.queries import StoredPoint, StreamSummary, latest_points, stream_summaries
+from app.streams.queries import StreamSummary, latest_points, stream_summaries
 from app.streams.scoring import ScoredPoint, StreamScorer
 from app.timestamps import from_state_iso, utc_now
 
@@ -77,7 +78,7 @@ class AppendResult:
     model_name: str
     model_version: int
     points: list[ScoredPoint]
-    events: list[tuple[str, EpisodeInfo]]  # ("opened" | "resolved", episode)
+    events: list[tuple[EventKind, EpisodeInfo]]
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,7 @@ class StreamService:
         """Every stream with its point count, last timestamp and alarm counts, ordered by id."""
         return await run_blocking(stream_summaries, self.database)
 
-    async def latest_points(self, stream_id: str, limit: int) -> list[StoredPoint]:
+    async def latest_points(self, stream_id: str, limit: int) -> list[ScoredPoint]:
         """The newest `limit` stored points of a stream with their forecast band and score, oldest first."""
         points = await run_blocking(latest_points, self.database, stream_id, limit)
         if points is None:

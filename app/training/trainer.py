@@ -97,7 +97,7 @@ def _train_epoch(
     for origins in batches:
         optimiser.zero_grad(set_to_none=True)
         loss = batch_loss(forecaster, dataset, origins)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # torch ships Tensor.backward unannotated
         torch.nn.utils.clip_grad_norm_(forecaster.network.parameters(), config.clip_norm)
         optimiser.step()
         losses.append(loss.item())

@@ -10,6 +10,7 @@ that fails releases its claim: nothing was stored, so a retry with the same id m
 from __future__ import annotations
 
 import asyncio
+import builtins
 import secrets as _secrets
 import time
 from collections.abc import Mapping
@@ -91,7 +92,7 @@ class InboundSecretStore:
                 row.revoked_at = utc_now()
             return _info(row)
 
-    def active_secrets(self) -> list[str]:
+    def active_secrets(self) -> builtins.list[str]:
         with self.database.session() as session:
             query = select(InboundSecretRow.secret).where(InboundSecretRow.revoked_at.is_(None))
             return list(session.scalars(query))

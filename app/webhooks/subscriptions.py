@@ -3,6 +3,7 @@ delivery log, test pings and redelivery. Every method is synchronous (run it off
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -175,7 +176,7 @@ class EndpointStore:
             )
             return message_id, deliveries[0], PENDING if row.enabled else HELD
 
-    def deliveries(self, endpoint_id: str, limit: int = 100) -> list[DeliveryInfo]:
+    def deliveries(self, endpoint_id: str, limit: int = 100) -> builtins.list[DeliveryInfo]:
         """Newest first, each with every attempt (oldest first)."""
         with self.database.session() as session:
             _endpoint(session, endpoint_id)

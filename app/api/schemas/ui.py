@@ -7,7 +7,8 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from app.registry.recent import RecentData
-from app.streams.queries import StoredPoint, StreamSummary
+from app.streams.queries import StreamSummary
+from app.streams.scoring import ScoredPoint
 from app.timestamps import as_aware_utc
 
 
@@ -67,5 +68,5 @@ class UiPointOut(BaseModel):
     is_anomaly: bool = Field(description="Flagged.")
 
     @classmethod
-    def of(cls, point: StoredPoint) -> UiPointOut:
+    def of(cls, point: ScoredPoint) -> UiPointOut:
         return cls(**(point.__dict__ | {"timestamp": as_aware_utc(point.timestamp)}))

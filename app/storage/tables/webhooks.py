@@ -25,15 +25,20 @@ class InboundSecretRow(Base):
 
 
 class InboundMessageRow(Base):
-    """An inbound webhook id: claimed while processed, then kept with the response it got (idempotency)."""
+    """An inbound webhook, keyed by (signer, webhook-id): claimed while processed, then kept with the response
+    it got (idempotency) until pruned (`app.webhooks.inbound.RETENTION` after `created_at`).
 
-    __tablename__ = "webhook_inbound_messages"
+    `_v2`: the first version (`webhook_inbound_messages`, keyed by the webhook-id alone) is left unused in
+    databases created before; `create_all` cannot change an existing table's primary key."""
 
-    msg_id: Mapped[str] = mapped_column(
-        String(256), primary_key=True
-    )  # the primary key is the unique constraint
+    __tablename__ = "webhook_inbound_messages_v2"
+
+    # The primary key is the unique constraint.
+    signer: Mapped[str] = mapped_column(String(32), primary_key=True)  # the verifying inbound secret's id
+    msg_id: Mapped[str] = mapped_column(String(256), primary_key=True)
     state: Mapped[str] = mapped_column(String(16))  # "processing" | "done"
-    claimed_at: Mapped[datetime] = mapped_column(default=utc_now)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)  # first claim; prune by it
+    claimed_at: Mapped[datetime] = mapped_column(default=utc_now)  # renewed when a stale claim is taken over
     completed_at: Mapped[datetime | None] = mapped_column(nullable=True)
     response_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
     response_body: Mapped[str | None] = mapped_column(Text, nullable=True)
