@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     inference_process: bool = Field(
         True,
         description="Run batched forecasts in a child worker process, so model compute never holds the "
-        "server's GIL (false: a thread in the server process; detection and streams always use that thread).",
+        "server's GIL (false: a thread in the server process; streams always use that thread, detection its own).",
     )
     batch_max_wait_ms: float = Field(
         0.0, ge=0, description="Extra wait for company when the model is idle (0: none)."

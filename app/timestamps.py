@@ -8,10 +8,11 @@ an aware datetime (API input and output), an ISO 8601 string (JSON state and web
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, overload
+from typing import Annotated, Any, overload
 
 import numpy as np
 import pandas as pd
+from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
 
 MIN_TIMESTAMP = datetime(1678, 1, 1)
 MAX_TIMESTAMP = datetime(2260, 1, 1)
@@ -64,18 +65,55 @@ def from_state_iso(stamp: Any) -> datetime:
     return datetime.fromisoformat(str(stamp))
 
 
-def to_iso_z(stamp: datetime | str | float | None) -> str | None:
+def to_aware_utc(stamp: datetime) -> datetime:
+    """Any datetime as aware UTC: a naive one is taken to be UTC already, an aware one is converted."""
+    return as_aware_utc(to_naive_utc(stamp))
+
+
+@overload
+def to_iso_z(stamp: datetime | str) -> str: ...
+@overload
+def to_iso_z(stamp: None) -> None: ...
+@overload
+def to_iso_z(stamp: datetime | str | None) -> str | None: ...
+def to_iso_z(stamp: datetime | str | None) -> str | None:
     """ISO 8601 UTC with a Z; accepts naive-UTC datetimes and ISO strings. None stays None."""
     if stamp is None:
         return None
-    value = stamp if isinstance(stamp, datetime) else datetime.fromisoformat(str(stamp))
+    value = stamp if isinstance(stamp, datetime) else datetime.fromisoformat(stamp)
     return to_naive_utc(value).isoformat() + "Z"
+
+
+def to_iso_z_seconds(stamp: datetime | None) -> str | None:
+    """ISO 8601 UTC to the second with a Z (the CLI's listings); None stays None."""
+    return None if stamp is None else to_naive_utc(stamp).isoformat(timespec="seconds") + "Z"
 
 
 def datetime64_to_naive(stamp: np.datetime64) -> datetime:
     """datetime64[ns] -> naive datetime (microsecond precision)."""
     value: datetime = stamp.astype("datetime64[us]").item()
     return value
+
+
+def datetime64_to_iso(stamp: np.datetime64, unit: str | None = None) -> str:
+    """numpy's ISO 8601 form of one stamp, no zone suffix (`2024-01-17T15:00:00.000000000` for [ns]), at its
+    own precision or truncated to `unit` ("s"). What manifests store; `parse_pd_timestamp` reads it back."""
+    return str(stamp) if unit is None else str(np.datetime_as_string(stamp.astype(f"datetime64[{unit}]")))
+
+
+def parse_pd_timestamp(text: str | pd.Timestamp) -> pd.Timestamp:
+    """A stamp written by `datetime64_to_iso` or `str(pd.Timestamp)` as a naive pandas Timestamp."""
+    return pd.Timestamp(text)
+
+
+PdTimestampText = Annotated[
+    pd.Timestamp,
+    PlainValidator(parse_pd_timestamp),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"type": "string"}),
+]
+"""A pandas Timestamp that pydantic reads with `parse_pd_timestamp` and writes as `str(stamp)`
+(`2024-01-05 04:00:00`), as manifests store the first filled gap of a series."""
 
 
 def datetime64_to_aware_utc(values: np.ndarray) -> list[datetime]:

@@ -15,7 +15,7 @@ Detector (one configuration, `DetectorConfig`):
    the probationary differences, so integer-valued series with many zero changes do not explode).
 3. A second, model-free raw score: the distance of each value from the median of the 1000 values before it
    (level changes that stay inside the range, which a difference forecaster absorbs after one row).
-4. `AnomalyLikelihood` (app.anomaly.postprocess), per raw score: rank among recent raw scores, short-term
+4. `AnomalyLikelihood` (bench/nab_postprocess.py), per raw score: rank among recent raw scores, short-term
    mean of the ranks, Gaussian tail against the long-run distribution of that mean, on a log scale; the
    larger of the channels counts. A third and fourth channel rank the signed residual itself, once upwards and
    once downwards (`signed_likelihood`): a run of small residuals all on one side (a slow drift, a day that
@@ -49,8 +49,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from nab_postprocess import (  # bench/nab_postprocess.py (this folder is on sys.path)
+    AnomalyLikelihood,
+    PersistenceGate,
+    RangeBreak,
+    RunSuppressor,
+)
 
-from app.anomaly.postprocess import AnomalyLikelihood, PersistenceGate, RangeBreak, RunSuppressor
 from app.anomaly.residuals import SpreadResidualScorer
 from app.evaluation.nab import (
     CorpusReport,

@@ -18,7 +18,7 @@ from app.api.services import Services
 from app.keys.roles import Role
 from app.registry.store import Registry
 from app.streams.service import StreamService
-from app.webhooks.inbound import has_webhook_headers
+from app.webhooks.inbound import MessageKey, has_webhook_headers
 from app.webhooks.ingest import PointIngest
 from app.webhooks.subscriptions import EndpointStore
 
@@ -54,8 +54,15 @@ PointIngestDep = Annotated[PointIngest, Depends(get_point_ingest)]
 
 
 async def authenticate_request(request: Request, services: Services) -> Principal:
-    """The caller of `request` (its bearer key, or the anonymous admin of an open loopback server)."""
-    return await authenticate(services.keys, services.settings.host, request.headers.get("authorization"))
+    """The caller of `request` (its bearer key, or the anonymous admin of an open loopback server); found once
+    per request (`app.api.auth_first` asks before the body is read, the role dependency asks again later)."""
+    known: Principal | None = getattr(request.state, "principal", None)
+    if known is None:
+        known = await authenticate(
+            services.keys, services.settings.host, request.headers.get("authorization")
+        )
+        request.state.principal = known
+    return known
 
 
 @cache
@@ -78,13 +85,13 @@ WriteAccess = Annotated[Principal, Depends(require_role(Role.WRITE))]
 AdminAccess = Annotated[Principal, Depends(require_role(Role.ADMIN))]
 
 
-async def authenticate_hook(request: Request, services: ServicesDep) -> str | None:
-    """The verified webhook-id of a signed request (checked over the raw body before it is parsed); None for
-    an API-key caller with role write or higher."""
+async def authenticate_hook(request: Request, services: ServicesDep) -> MessageKey | None:
+    """The key (signer, webhook-id) of a signed request (checked over the raw body before it is parsed); None
+    for an API-key caller with role write or higher."""
     if has_webhook_headers(request.headers):
         return await services.ingest.verify(request.headers, await request.body())
     authorize(await authenticate_request(request, services), Role.WRITE)
     return None
 
 
-HookAuth = Annotated[str | None, Depends(authenticate_hook)]
+HookAuth = Annotated[MessageKey | None, Depends(authenticate_hook)]

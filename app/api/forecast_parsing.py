@@ -14,6 +14,7 @@ from typing import Any, Final
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
+from app.api.problems import invalid_json_error, unparsable_json_reason
 from app.api.schemas.forecasts import ForecastRequest
 
 
@@ -33,13 +34,7 @@ def parse_forecast_body(content_type: str | None, body: bytes) -> ForecastReques
     """Parse like FastAPI parses a `ForecastRequest` route body, raising the same RequestValidationError."""
     value: Any = None
     if body and is_json_media_type(content_type):
-        try:
-            value = json.loads(body)
-        except json.JSONDecodeError as error:
-            problem = {"type": "json_invalid", "loc": ("body", error.pos), "msg": "JSON decode error"}
-            raise RequestValidationError([{**problem, "input": {}, "ctx": {"error": error.msg}}]) from None
-        except UnicodeDecodeError:
-            raise RequestValidationError([_NOT_UTF8]) from None
+        value = _load_json(body)
     elif body:
         value = body
     if value is None:
@@ -51,17 +46,21 @@ def parse_forecast_body(content_type: str | None, body: bytes) -> ForecastReques
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
 
 
+def _load_json(body: bytes) -> Any:
+    """`json.loads(body)`, its every refusal raised as the 400 FastAPI routes give (`app.api.problems`)."""
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as error:
+        problem = {"type": "json_invalid", "loc": ("body", error.pos), "msg": "JSON decode error"}
+        raise RequestValidationError([{**problem, "input": {}, "ctx": {"error": error.msg}}]) from None
+    except (ValueError, RecursionError) as error:  # not UTF-8, nested too deeply, an integer too long
+        reason = unparsable_json_reason(error) or "unreadable"
+        raise RequestValidationError([invalid_json_error(reason)]) from None
+
+
 def canonical_body(content_type: str | None, body: bytes) -> bytes:
     """`body` parsed as FastAPI would (raising its 4xx errors), re-encoded as JSON the fast parse accepts."""
     return parse_forecast_body(content_type, body).model_dump_json().encode()
-
-
-_NOT_UTF8: Final = {
-    "type": "json_invalid",
-    "loc": ("body",),
-    "msg": "JSON decode error",
-    "ctx": {"error": "not UTF-8"},
-}
 
 
 def _openapi_body() -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any, Final
@@ -17,6 +18,7 @@ from typing import Any, Final
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 
 from app.errors import TswatchError
@@ -139,6 +141,25 @@ def _summary(errors: list[dict[str, str]]) -> str:
     return f"{count} invalid {noun}: {shown}{more}"
 
 
+def unparsable_json_reason(error: BaseException) -> str | None:
+    """Why `json.loads` refused a body other than by a syntax error (JSONDecodeError), or None if `error` is
+    not such a refusal: bytes that are not UTF-8, nesting beyond the recursion limit, an over-long integer."""
+    if isinstance(error, json.JSONDecodeError):
+        return None
+    if isinstance(error, UnicodeDecodeError):
+        return "not UTF-8"
+    if isinstance(error, RecursionError):
+        return "nested too deeply"
+    if isinstance(error, ValueError):  # the only other ValueError: int() refusing a long digit string
+        return f"an integer has more than {sys.get_int_max_str_digits()} digits"
+    return None
+
+
+def invalid_json_error(reason: str) -> dict[str, Any]:
+    """The RequestValidationError entry of a body that is not JSON, answered by `_invalid_json_problem`."""
+    return {"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error", "ctx": {"error": reason}}
+
+
 def _invalid_json_problem(error: Mapping[str, Any]) -> Response:
     reason = str((error.get("ctx") or {}).get("error", "")).strip()
     location = error.get("loc", ())
@@ -153,6 +174,12 @@ def _invalid_json_problem(error: Mapping[str, Any]) -> Response:
 async def http_exception_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     status = exc.status_code
+    # FastAPI turns every failure to read or decode a route's body, except a JSON syntax error, into this 400.
+    cause = exc.__cause__
+    if status == 400 and isinstance(cause, ClientDisconnect):
+        return await client_disconnect_handler(request, cause)
+    if status == 400 and cause is not None and (reason := unparsable_json_reason(cause)) is not None:
+        return _invalid_json_problem(invalid_json_error(reason))
     headers = dict(exc.headers or {})
     if status in (204, 304) or status < 200:
         return Response(status_code=status, headers=headers)
@@ -172,6 +199,17 @@ def _http_detail(request: Request, status: int, detail: Any, headers: Mapping[st
     return detail if isinstance(detail, str) else _phrase(status)
 
 
+async def client_disconnect_handler(request: Request, exc: Exception) -> Response:
+    """The client left (or the body deadline of `app.api.connection_limits` cut it, answering 408 itself) before
+    its body arrived. Nobody reads this answer (the server drops it; 408 is for the metrics): one log line, no
+    traceback, no 500."""
+    assert isinstance(exc, ClientDisconnect)
+    logger.info(
+        "client disconnected before its request body arrived: %s %s", request.method, request.url.path
+    )
+    return Response(status_code=408)
+
+
 async def unhandled_error_handler(request: Request, exc: Exception) -> Response:
     """Starlette re-raises after this response, and the server then drops the connection: say so up front."""
     logger.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
@@ -185,4 +223,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(TswatchError, tswatch_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(HTTPException, http_exception_handler)
+    app.add_exception_handler(ClientDisconnect, client_disconnect_handler)
     app.add_exception_handler(Exception, unhandled_error_handler)

@@ -11,19 +11,9 @@ from typing import Any, Final
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-from app.api.schemas.common import MAX_VERSION
-
-
-class ModelSelection(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    version: int | None = Field(
-        None, ge=1, le=MAX_VERSION, description="Version number; default: production, else latest."
-    )
-    alias: str | None = Field(None, max_length=64, description="Alias to use instead of a version.")
-
+from app.api.schemas.selection import ModelSelection
 
 NO_SELECTION: Final = ModelSelection()
 

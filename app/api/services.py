@@ -65,6 +65,7 @@ class Services:
         if settings.admin_key is not None:
             keys.ensure_bootstrap(settings.admin_key.get_secret_value())
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tswatch-inference")
+        detect_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tswatch-detect")
         hooks = PoolHooks(
             on_load=metrics.model_loaded, on_batch=metrics.batch, on_unload=metrics.model_unloaded
         )
@@ -75,6 +76,7 @@ class Services:
             batch_max_size=settings.batch_max_size,
             hooks=hooks,
             answer=answer_forecasts,
+            detect_executor=detect_executor,
             worker=(
                 InferenceWorker(settings.torch_threads, on_restart=metrics.worker_restarted)
                 if settings.inference_process
@@ -127,6 +129,8 @@ class Services:
         if self.pool.worker is not None:
             await self.pool.worker.close()
         self.executor.shutdown(wait=True)
+        if self.pool.detect_executor is not None:
+            self.pool.detect_executor.shutdown(wait=True)
         self.database.dispose()
 
 

@@ -7,20 +7,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from app.evaluation.nab import (
-    CorpusReport,
-    align_results,
-    evaluate_corpus,
-    load_corpus,
-    load_results,
-    load_windows,
-)
-
-BAD_INPUT_EXIT_CODE = 2
+from app.cli.output import console, fail
+from app.evaluation.nab import CorpusReport, evaluate_folders
 
 
 def register(cli: typer.Typer) -> None:
@@ -40,29 +31,16 @@ def evaluate(
 ) -> None:
     """Score detector results with the NAB v1.1 scoring (three cost profiles) and point-adjusted P/R/F1."""
     try:
-        report = run_evaluation(data, labels, scores)
+        report = evaluate_folders(data, labels, scores)
     except ValueError as error:
-        Console(stderr=True, soft_wrap=True).print(f"[red]Error: {escape(str(error))}[/red]")
-        raise typer.Exit(code=BAD_INPUT_EXIT_CODE) from None
+        fail(escape(str(error)))
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
         _print_report(report)
 
 
-def run_evaluation(data: Path, labels: Path, scores: Path) -> CorpusReport:
-    """Corpus = the data files; labels of files outside it (e.g. a held-out split) are ignored."""
-    corpus = load_corpus(data)
-    all_windows = load_windows(labels)
-    unlabelled = sorted(set(corpus) - set(all_windows))
-    if unlabelled:
-        raise ValueError(f"{unlabelled[0]}: data file has no entry in {labels}")
-    results = align_results(load_results(scores), corpus)
-    return evaluate_corpus(results, {name: all_windows[name] for name in corpus})
-
-
 def _print_report(report: CorpusReport) -> None:
-    console = Console()
     profiles = Table(title=f"NAB scores ({report.n_files} files, {report.n_windows} windows)")
     for column in ("Profile", "Score", "Raw score", "Threshold"):
         profiles.add_column(column, justify="left" if column == "Profile" else "right")

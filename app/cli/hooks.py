@@ -6,7 +6,6 @@ A secret is printed once at creation; it is stored in the registry database beca
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -16,6 +15,7 @@ from app.cli.output import console, fail, print_json
 from app.errors import TswatchError
 from app.settings import Settings
 from app.storage.schema import open_database
+from app.timestamps import to_iso_z_seconds
 from app.webhooks.inbound import InboundSecretStore, SecretInfo
 
 hooks_cli = typer.Typer(help="Inbound webhooks (POST /v1/hooks/points).", no_args_is_help=True)
@@ -29,17 +29,13 @@ def _store() -> InboundSecretStore:
     return InboundSecretStore(open_database(Settings()))
 
 
-def _timestamp(value: datetime | None) -> str | None:
-    return value.isoformat(timespec="seconds") + "Z" if value else None
-
-
 def secret_payload(info: SecretInfo) -> dict[str, Any]:
     return {
         "id": info.id,
         "name": info.name,
         "active": info.active,
-        "created_at": _timestamp(info.created_at),
-        "revoked_at": _timestamp(info.revoked_at),
+        "created_at": to_iso_z_seconds(info.created_at),
+        "revoked_at": to_iso_z_seconds(info.revoked_at),
     }
 
 

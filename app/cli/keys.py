@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -14,6 +13,7 @@ from app.keys.roles import Role
 from app.keys.store import KeyInfo, KeyStore
 from app.settings import Settings
 from app.storage.schema import open_database
+from app.timestamps import to_iso_z_seconds
 
 keys_cli = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 
@@ -24,18 +24,14 @@ def _store() -> KeyStore:
     return KeyStore(open_database(Settings()))
 
 
-def _timestamp(value: datetime | None) -> str | None:
-    return value.isoformat(timespec="seconds") + "Z" if value else None
-
-
 def key_payload(info: KeyInfo) -> dict[str, Any]:
     return {
         "key_id": info.key_id,
         "name": info.name,
         "role": info.role.value,
-        "created_at": _timestamp(info.created_at),
-        "revoked_at": _timestamp(info.revoked_at),
-        "last_used_at": _timestamp(info.last_used_at),
+        "created_at": to_iso_z_seconds(info.created_at),
+        "revoked_at": to_iso_z_seconds(info.revoked_at),
+        "last_used_at": to_iso_z_seconds(info.last_used_at),
     }
 
 

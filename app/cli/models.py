@@ -14,7 +14,7 @@ from app.cli.train import coverage_table, metrics_table
 from app.errors import TswatchError
 from app.registry.factory import open_registry
 from app.registry.gc import DEFAULT_MIN_AGE_SECONDS, Leftover, collect
-from app.registry.store import Registry, VersionInfo
+from app.registry.store import Registry
 from app.settings import Settings
 from app.timestamps import to_iso_z
 
@@ -33,17 +33,6 @@ def parse_reference(reference: str) -> tuple[str, int | None, str | None]:
     if selector.isdigit():
         return name, int(selector), None
     return name, None, selector
-
-
-def version_payload(info: VersionInfo) -> dict[str, Any]:
-    return {
-        "name": info.name,
-        "version": info.version,
-        "created_at": info.created_at.isoformat(),
-        "path": str(info.path),
-        "weights_sha256": info.weights_sha256,
-        **info.summary,
-    }
 
 
 @models_cli.command("list")

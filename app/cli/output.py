@@ -17,5 +17,6 @@ def print_json(data: Any) -> None:
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    error_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    """Print `message` (rich markup) as one unwrapped line on stderr and end the command with `code`."""
+    error_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)

@@ -356,6 +356,21 @@ def _parse_windows(path: Path, name: str, spans: Any) -> list[Window]:
     return windows
 
 
+def evaluate_folders(data_dir: Path, labels: Path, scores_dir: Path) -> CorpusReport:
+    """Score a results folder against a NAB-layout data folder and its windows file (`tswatch evaluate`).
+
+    The corpus is the data files; labels of files outside it (e.g. a held-out split) are ignored. A ValueError
+    names the first problem with the input.
+    """
+    corpus = load_corpus(data_dir)
+    all_windows = load_windows(labels)
+    unlabelled = sorted(set(corpus) - set(all_windows))
+    if unlabelled:
+        raise ValueError(f"{unlabelled[0]}: data file has no entry in {labels}")
+    results = align_results(load_results(scores_dir), corpus)
+    return evaluate_corpus(results, {name: all_windows[name] for name in corpus})
+
+
 def load_corpus(data_dir: Path) -> dict[str, pd.DatetimeIndex]:
     """Row timestamps of every ``<category>/<file>.csv`` in a NAB-layout data folder."""
     return {name: _read_timestamps(path, _read_csv(path)) for name, path in _csv_files(data_dir).items()}

@@ -22,11 +22,47 @@ from app.registry.manifest import MANIFEST_FORMAT, Manifest, WeightsRef, parse_m
 
 WEIGHTS_FILE = "model.safetensors"
 MANIFEST_FILE = "manifest.json"
+INVALID_MANIFEST = "invalid manifest"
 
 
 class ArtifactIntegrityError(UnavailableError):
+    """An artifact that failed verification.
+
+    `str(error)` is the full account, with the file's path: it goes to the log (and the CLI's local operator).
+    `detail`, which HTTP answers show, names only what failed and the kind of failure (`kind`): a server's
+    file layout is none of its clients' business. The registry, which knows the version, re-raises it as
+    `identified(name, version)`.
+    """
+
     title = "Model artifact failed verification"
     slug = "artifact-integrity"
+
+    def __init__(
+        self, message: str, *, kind: str = "invalid artifact", subject: str = "a model artifact"
+    ) -> None:
+        super().__init__(f"{subject} failed verification: {kind}")
+        self.args = (message,)  # str(error): the full message, for the log
+        self.kind = kind
+
+    def identified(self, name: str, version: int) -> ArtifactIntegrityError:
+        """The same failure, its `detail` naming the model version (and the problem body its fields)."""
+        error = ArtifactIntegrityError(str(self), kind=self.kind, subject=f"model {name!r} version {version}")
+        error.fields = {"name": name, "version": version}
+        return error
+
+
+def files_stamp(directory: Path) -> tuple[tuple[int, int, int, int] | None, ...]:
+    """(size, mtime_ns, ctime_ns, inode) of each artifact file, None for a missing one: it changes whenever
+    a file is written, replaced or removed, so a remembered verification failure can wait for that."""
+    stamps: list[tuple[int, int, int, int] | None] = []
+    for name in (MANIFEST_FILE, WEIGHTS_FILE):
+        try:
+            stat = (directory / name).stat()
+        except OSError:
+            stamps.append(None)
+        else:
+            stamps.append((stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino))
+    return tuple(stamps)
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -68,7 +104,12 @@ def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as error:
-        raise ArtifactIntegrityError(f"cannot read {path}: {error.strerror or error}") from error
+        kind = (
+            f"{path.name} is missing"
+            if isinstance(error, FileNotFoundError)
+            else f"{path.name} is unreadable"
+        )
+        raise ArtifactIntegrityError(f"cannot read {path}: {error.strerror or error}", kind=kind) from error
 
 
 def read_manifest(directory: Path, expected_sha256: str | None = None) -> Manifest:
@@ -76,22 +117,29 @@ def read_manifest(directory: Path, expected_sha256: str | None = None) -> Manife
     raw = _read(directory / MANIFEST_FILE)
     if expected_sha256 is not None and sha256_bytes(raw) != expected_sha256:
         raise ArtifactIntegrityError(
-            f"{directory / MANIFEST_FILE} was modified after publishing (sha256 mismatch)"
+            f"{directory / MANIFEST_FILE} was modified after publishing (sha256 mismatch)",
+            kind="manifest sha256 mismatch",
         )
     try:
         manifest = json.loads(raw)
     except json.JSONDecodeError as error:
-        raise ArtifactIntegrityError(f"{directory / MANIFEST_FILE} is not valid JSON: {error}") from error
+        raise ArtifactIntegrityError(
+            f"{directory / MANIFEST_FILE} is not valid JSON: {error}", kind=INVALID_MANIFEST
+        ) from error
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        raise ArtifactIntegrityError(f"{directory / MANIFEST_FILE} is not a {MANIFEST_FORMAT} manifest")
+        raise ArtifactIntegrityError(
+            f"{directory / MANIFEST_FILE} is not a {MANIFEST_FORMAT} manifest", kind=INVALID_MANIFEST
+        )
     try:
         return parse_manifest(manifest)
     except ValidationError as error:
         raise ArtifactIntegrityError(
-            f"{directory / MANIFEST_FILE} is not a valid manifest: {_describe(error)}"
+            f"{directory / MANIFEST_FILE} is not a valid manifest: {_describe(error)}", kind=INVALID_MANIFEST
         ) from error
     except ValueError as error:
-        raise ArtifactIntegrityError(f"{directory / MANIFEST_FILE}: {error}") from error
+        raise ArtifactIntegrityError(
+            f"{directory / MANIFEST_FILE}: {error}", kind=INVALID_MANIFEST
+        ) from error
 
 
 def _describe(error: ValidationError, shown: int = 3) -> str:
@@ -109,8 +157,14 @@ def read_weights(directory: Path, manifest: Manifest) -> dict[str, torch.Tensor]
     raw = _read(path)
     expected = None if manifest.weights is None else manifest.weights.sha256
     if sha256_bytes(raw) != expected:
-        raise ArtifactIntegrityError(f"{path} does not match its recorded sha256: tampered or truncated")
+        raise ArtifactIntegrityError(
+            f"{path} does not match its recorded sha256: tampered or truncated",
+            kind="weights sha256 mismatch",
+        )
     try:
         return load_safetensors(raw)
     except (SafetensorError, ValueError) as error:
-        raise ArtifactIntegrityError(f"{path} is not a valid safetensors file: {error}") from error
+        raise ArtifactIntegrityError(
+            f"{path} is not a valid safetensors file: {error}",
+            kind="weights are not a valid safetensors file",
+        ) from error

@@ -27,7 +27,8 @@ def build_forecaster(spec: ForecasterSpec, tensors: dict[str, torch.Tensor]) -> 
         network.load_state_dict(tensors, strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise ArtifactIntegrityError(
-            f"artifact does not rebuild into its declared network: {error}"
+            f"artifact does not rebuild into its declared network: {error}",
+            kind="weights do not fit the declared network",
         ) from error
     network.eval()
     return Forecaster(spec, network)

@@ -22,8 +22,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializ
 
 from app.anomaly import CalibrationSet
 from app.forecasting.forecaster import ForecasterSpec
-from app.timestamps import as_aware_utc, to_naive_utc
+from app.timestamps import to_aware_utc, to_iso_z
 from app.training.config import TrainingConfig
+from app.training.data.gaps import GapReport
 from app.training.trainer import EpochRecord
 
 MANIFEST_FORMAT: Final = "tswatch-model/1"
@@ -32,15 +33,7 @@ MANIFEST_VERSION: Final = 2
 RawManifest = dict[str, Any]
 
 
-def _iso_z(stamp: datetime) -> str:
-    return to_naive_utc(stamp).isoformat() + "Z"
-
-
-def _aware_utc(stamp: datetime) -> datetime:
-    return as_aware_utc(to_naive_utc(stamp))
-
-
-UtcStamp = Annotated[datetime, AfterValidator(_aware_utc), PlainSerializer(_iso_z, return_type=str)]
+UtcStamp = Annotated[datetime, AfterValidator(to_aware_utc), PlainSerializer(to_iso_z, return_type=str)]
 """A UTC instant, written as naive ISO 8601 with a `Z` (as `created_at` always was)."""
 
 
@@ -71,24 +64,13 @@ class SeriesExtent(ManifestPart):
     end: str
 
 
-class FilledGap(ManifestPart):
-    """Points one series was missing and that the gap policy filled in (see `training.data.GapReport`)."""
-
-    series_id: str
-    missing_points: int
-    largest_gap: int
-    first_gap: str | None
-    length: int
-    trimmed_points: int = 0
-
-
 class DataDescription(ManifestPart):
     source: str
     fingerprint: str
     frequency: str
     rows: int
     series: list[SeriesExtent]
-    gaps: list[FilledGap]
+    gaps: list[GapReport] = Field(description="Series whose gaps were filled or edge rows dropped.")
     last_values: dict[str, list[float]] = Field(description="The last `window` values of (up to 16) series.")
     last_timestamps: dict[str, str] = Field(description="The last timestamp of every series.")
 
@@ -258,6 +240,23 @@ class Manifest(_ManifestBody):
 
     def calibration(self) -> CalibrationSet:
         return self.anomaly.calibration.restore()
+
+
+class VersionSummary(ManifestPart):
+    """The part of a manifest the registry keeps in the version's database row, so that listing a model's
+    versions with their test metrics reads no files. Empty (`{}`) for versions published without one."""
+
+    metrics: Accuracy | None = None
+    baselines: Baselines | None = None
+    frequency: str | None = None
+
+    @classmethod
+    def of(cls, manifest: Manifest) -> VersionSummary:
+        return cls(
+            metrics=manifest.metrics.model,
+            baselines=manifest.metrics.baselines,
+            frequency=manifest.data.frequency,
+        )
 
 
 def _v1_to_v2(raw: RawManifest) -> RawManifest:

@@ -15,7 +15,7 @@ import pandas as pd
 from app.errors import NotFoundError
 from app.registry.manifest import Manifest
 from app.registry.store import Registry
-from app.timestamps import datetime64_to_iso_z
+from app.timestamps import datetime64_to_iso_z, parse_pd_timestamp
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def recent_data(manifest: Manifest, series: str | None) -> RecentData:
         raise ValueError("this version's manifest stores no recent values")
     series_id = series if series is not None else next(iter(last_values))
     values = last_values[series_id]
-    end = pd.Timestamp(data.last_timestamps[series_id])
+    end = parse_pd_timestamp(data.last_timestamps[series_id])
     stamps = pd.date_range(end=end, periods=len(values), freq=spec.frequency).to_numpy()
     merged = _by_stamp(stamps, values)
     sample = None if manifest.report is None else manifest.report.test_sample

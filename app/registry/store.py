@@ -11,8 +11,11 @@ app.registry.gc (`tswatch models gc`, and at server start).
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -31,7 +34,7 @@ from app.registry.artifacts import (
 )
 from app.registry.layout import discard, new_staging, publish_lock
 from app.registry.loading import LoadedModel, build_forecaster
-from app.registry.manifest import Manifest
+from app.registry.manifest import Manifest, VersionSummary
 from app.storage.database import Database
 from app.storage.tables.registry import AliasRow, ModelRow, VersionRow
 from app.timestamps import utc_now
@@ -39,6 +42,8 @@ from app.timestamps import utc_now
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
 DEFAULT_ALIAS = "production"
+
+logger = logging.getLogger("tswatch.registry")
 
 
 class ModelNotFoundError(NotFoundError):
@@ -64,7 +69,7 @@ class VersionInfo:
     weights_sha256: str
     manifest_sha256: str
     created_at: datetime
-    summary: dict[str, Any] = field(default_factory=dict)
+    summary: VersionSummary = field(default_factory=VersionSummary)
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,15 @@ class ModelInfo:
     @property
     def latest_version(self) -> int | None:
         return max(self.versions) if self.versions else None
+
+    @property
+    def default_version(self) -> int | None:
+        """The version a request without a version or alias gets: the `production` alias, else the latest."""
+        return self.aliases.get(DEFAULT_ALIAS, self.latest_version)
+
+    def aliases_of(self, version: int) -> list[str]:
+        """The aliases pointing at `version`, sorted."""
+        return sorted(alias for alias, target in self.aliases.items() if target == version)
 
 
 def validate_model_name(name: str) -> str:
@@ -106,7 +120,7 @@ def _version_info(row: VersionRow, root: Path) -> VersionInfo:
         weights_sha256=row.weights_sha256,
         manifest_sha256=row.manifest_sha256,
         created_at=row.created_at,
-        summary=json.loads(row.summary or "{}"),
+        summary=VersionSummary.model_validate_json(row.summary or "{}"),
     )
 
 
@@ -120,9 +134,9 @@ class Registry:
         name: str,
         tensors: dict[str, torch.Tensor],
         manifest: Manifest,
-        summary: dict[str, Any] | None = None,
         alias: str | None = None,
     ) -> VersionInfo:
+        """Register `manifest` and its weights as the next version; the row keeps its `VersionSummary`."""
         validate_model_name(name)
         if alias is not None:
             validate_alias(alias)
@@ -144,7 +158,7 @@ class Registry:
                 path=f"{name}/{version}",
                 weights_sha256=weights_sha,
                 manifest_sha256=manifest_sha,
-                summary=json.dumps(summary or {}, allow_nan=False),
+                summary=json.dumps(VersionSummary.of(manifest).model_dump(mode="json"), allow_nan=False),
             )
             with self.database.session() as session:
                 if session.get(ModelRow, name) is None:
@@ -195,12 +209,21 @@ class Registry:
         raise ModelNotFoundError(f"model {name!r} is not registered", fields={"name": name})
 
     def versions(self, name: str) -> list[VersionInfo]:
-        self.get_model(name)
+        return self.model_versions(name)[1]
+
+    def model_versions(self, name: str) -> tuple[ModelInfo, list[VersionInfo]]:
+        """A model and every one of its versions, oldest first."""
+        model = self.get_model(name)
         with self.database.session() as session:
             rows = session.scalars(
                 select(VersionRow).where(VersionRow.model_name == name).order_by(VersionRow.version)
             ).all()
-        return [_version_info(row, self.root) for row in rows]
+        return model, [_version_info(row, self.root) for row in rows]
+
+    def version_manifest(self, name: str, version: int) -> tuple[ModelInfo, Manifest]:
+        """A version's verified manifest with its model (whose aliases say which point at the version)."""
+        manifest = self.read_manifest(self.get_version(name, version))
+        return self.get_model(name), manifest
 
     def get_version(self, name: str, version: int) -> VersionInfo:
         with self.database.session() as session:
@@ -226,11 +249,9 @@ class Registry:
                     fields={"name": name, "alias": alias},
                 )
             return self.get_version(name, model.aliases[alias])
-        if DEFAULT_ALIAS in model.aliases:
-            return self.get_version(name, model.aliases[DEFAULT_ALIAS])
-        if model.latest_version is None:
+        if model.default_version is None:
             raise VersionNotFoundError(f"model {name!r} has no versions", fields={"name": name})
-        return self.get_version(name, model.latest_version)
+        return self.get_version(name, model.default_version)
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
         validate_alias(alias)
@@ -260,14 +281,31 @@ class Registry:
 
     def read_manifest(self, info: VersionInfo) -> Manifest:
         """The verified, validated manifest of a version (an ArtifactIntegrityError if it is neither)."""
-        manifest = read_manifest(info.path, info.manifest_sha256)
-        return manifest.model_copy(update={"version": info.version})
+        with _verifying(info):
+            return _read_manifest(info)
 
     def load(self, info: VersionInfo) -> LoadedModel:
-        manifest = self.read_manifest(info)
-        if manifest.weights is None or manifest.weights.sha256 != info.weights_sha256:
-            raise ArtifactIntegrityError(
-                f"manifest of {info.name} v{info.version} names other weights than the registry"
-            )
-        forecaster = build_forecaster(manifest.spec, read_weights(info.path, manifest))
+        with _verifying(info):
+            manifest = _read_manifest(info)
+            if manifest.weights is None or manifest.weights.sha256 != info.weights_sha256:
+                raise ArtifactIntegrityError(
+                    f"manifest of {info.name} v{info.version} names other weights than the registry",
+                    kind="manifest names other weights than the registry",
+                )
+            forecaster = build_forecaster(manifest.spec, read_weights(info.path, manifest))
         return LoadedModel(name=info.name, version=info.version, manifest=manifest, forecaster=forecaster)
+
+
+def _read_manifest(info: VersionInfo) -> Manifest:
+    manifest = read_manifest(info.path, info.manifest_sha256)
+    return manifest.model_copy(update={"version": info.version})
+
+
+@contextmanager
+def _verifying(info: VersionInfo) -> Iterator[None]:
+    """Log a verification failure in full (with the file's path) and re-raise it naming only the version."""
+    try:
+        yield
+    except ArtifactIntegrityError as error:
+        logger.error("%s v%s failed verification: %s", info.name, info.version, error)
+        raise error.identified(info.name, info.version) from error

@@ -2,7 +2,8 @@
 
 A 200,000-point answer validated as one `DetectResponse` holds every point as a Python object at once (hundreds
 of MB) and keeps the GIL for the whole validation. Here the points are validated and encoded `chunk_points` at
-a time and spliced into the envelope: the bytes are exactly `DetectResponse(...).model_dump_json()`.
+a time and spliced into the envelope: the bytes are exactly `DetectResponse(...).model_dump_json()`, and a large
+answer can be streamed piece by piece (`detection_parts`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -39,25 +41,42 @@ def check_detect_size(series: list[SeriesInput], limit: int) -> None:
 
 
 def encode_detections(
-    name: str, version: int, sensitivity: float, scored: list[ScoredSeries], chunk_points: int = ENCODE_CHUNK_POINTS
+    name: str,
+    version: int,
+    sensitivity: float,
+    scored: list[ScoredSeries],
+    chunk_points: int = ENCODE_CHUNK_POINTS,
 ) -> bytes:
-    """`DetectResponse` JSON for the scored series, encoding at most `chunk_points` points at a time."""
+    """`DetectResponse` JSON for the scored series, as one bytes object."""
+    return b"".join(detection_parts(name, version, sensitivity, scored, chunk_points))
+
+
+def detection_parts(
+    name: str,
+    version: int,
+    sensitivity: float,
+    scored: list[ScoredSeries],
+    chunk_points: int = ENCODE_CHUNK_POINTS,
+) -> Iterator[bytes]:
+    """`DetectResponse` JSON for the scored series in consecutive pieces, encoding `chunk_points` points at a
+    time (lazily: a streamed answer never holds more than one piece)."""
     envelope = DetectResponse(
         model=ModelRef(name=name, version=version),
         sensitivity=sensitivity,
         alpha=sensitivity_to_alpha(sensitivity),
         results=[],
     ).model_dump_json()
-    parts = [_strip_suffix(envelope.encode(), b"[]}")]
+    yield _strip_suffix(envelope.encode(), b"[]}")
     for position, series in enumerate(scored):
         head = SeriesDetection(id=series.item.id, anomalies=series.anomalies, points=[]).model_dump_json()
-        parts.append((b"," if position else b"[") + _strip_suffix(head.encode(), b"[]}") + b"[")
+        yield (b"," if position else b"[") + _strip_suffix(head.encode(), b"[]}") + b"["
         for start in range(0, len(series), chunk_points):
-            chunk = _POINTS.dump_json(_POINTS.validate_python(_point_data(series, start, start + chunk_points)))
-            parts.append((b"," if start else b"") + chunk[1:-1])  # without the chunk's brackets
-        parts.append(b"]}")
-    parts.append(b"]}" if scored else b"[]}")
-    return b"".join(parts)
+            chunk = _POINTS.dump_json(
+                _POINTS.validate_python(_point_data(series, start, start + chunk_points))
+            )
+            yield (b"," if start else b"") + chunk[1:-1]  # without the chunk's brackets
+        yield b"]}"
+    yield b"]}" if scored else b"[]}"
 
 
 def _strip_suffix(data: bytes, suffix: bytes) -> bytes:

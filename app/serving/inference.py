@@ -166,10 +166,8 @@ def lead_one_quantiles(
     Point i >= window is forecast from values[i - window : i]; windows and calendar inputs are built per chunk
     of `chunk_windows` windows, and only the first forecast step of each window is kept.
     """
-    if chunk_windows < 1 or (chunk_windows % PREDICT_BATCH and chunk_windows > PREDICT_BATCH):
-        raise ValueError(
-            f"chunk_windows must be a multiple of {PREDICT_BATCH} (or below it); got {chunk_windows}"
-        )
+    if chunk_windows < 1 or chunk_windows % PREDICT_BATCH:
+        raise ValueError(f"chunk_windows must be a positive multiple of {PREDICT_BATCH}; got {chunk_windows}")
     window = forecaster.spec.window
     origins = len(item.values) - window  # windows that end before the last point
     quantiles = np.full((len(item.values), len(forecaster.spec.quantiles)), np.nan)  # [N, Q]
@@ -185,8 +183,9 @@ def lead_one_quantiles(
             calendar = sliding_windows(forecaster.calendar(item.timestamps[span]), window)
         for first in range(0, stop - start, PREDICT_BATCH):
             batch = slice(first, first + PREDICT_BATCH)
-            forecasts = forecaster.predict(windows[batch], None if calendar is None else calendar[batch])
-            require_finite([item], forecasts[np.newaxis], positions=False)  # [B, H, Q]
+            inputs = None if calendar is None else np.ascontiguousarray(calendar[batch])  # a writable copy
+            forecasts = forecaster.predict(windows[batch], inputs)  # [B, L] (+ [B, L, C]) -> [B, H, Q]
+            require_finite([item], forecasts[np.newaxis], positions=False)
             offset = window + start + first
             quantiles[offset : offset + len(forecasts)] = forecasts[:, 0, :]  # lead-one forecasts
     return quantiles

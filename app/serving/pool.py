@@ -29,10 +29,12 @@ import numpy as np
 from app.anomaly import CalibrationSet
 from app.concurrency import run_blocking
 from app.errors import NotFoundError, TswatchError
+from app.registry.artifacts import ArtifactIntegrityError
 from app.registry.loading import LoadedModel
 from app.registry.store import Registry, VersionInfo
 from app.serving.batcher import MicroBatcher
 from app.serving.bodies import AnswerBodies, BodyReply
+from app.serving.load_failures import LoadFailures, load_stamp
 from app.serving.remote import InferenceWorker
 
 P = ParamSpec("P")
@@ -83,11 +85,13 @@ class ModelPool:
     answer: AnswerBodies | None = None  # answers forecast request bodies (app.api supplies it)
     worker: InferenceWorker | None = None  # runs `answer` in a child process; None: the inference thread does
     max_unrouted: int = 4  # loaded versions that no route points at (see the module docstring); at least 1
+    detect_executor: ThreadPoolExecutor | None = None  # detection's own thread; None: the inference thread
     _models: dict[tuple[str, int], ServedModel] = field(default_factory=dict)
     _routes: dict[Selector, int] = field(default_factory=dict)
     _locks: dict[tuple[str, int], asyncio.Lock] = field(default_factory=dict)
     _last_used: dict[tuple[str, int], int] = field(default_factory=dict)
     _ticks: Iterator[int] = field(default_factory=itertools.count)
+    _failures: LoadFailures = field(default_factory=LoadFailures)  # corrupt versions until their files change
 
     def __post_init__(self) -> None:
         if self.max_unrouted < 1:
@@ -100,6 +104,11 @@ class ModelPool:
     async def infer(self, function: Callable[..., Any], *args: Any) -> Any:
         """CPU-bound model work on the single inference thread, so torch never competes with itself."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+
+    async def detect(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Batch detection on its own thread: a long series never queues stream scoring or forecasts behind it."""
+        executor = self.detect_executor or self.executor
+        return await asyncio.get_running_loop().run_in_executor(executor, function, *args)
 
     async def get(self, name: str, version: int | None = None, alias: str | None = None) -> ServedModel:
         if version is not None:
@@ -145,12 +154,18 @@ class ModelPool:
         return self._models[key]
 
     async def _load(self, info: VersionInfo) -> ServedModel:
+        stamp = await self.run(load_stamp, info)
+        if (known := self._failures.recall(info, stamp)) is not None:
+            raise known  # not read nor hashed again: nothing it depends on changed
         try:
             loaded = await self.run(self._load_and_warm, info)
             run_batch = await self._batch_runner(loaded)
-        except TswatchError:
+        except TswatchError as error:
             self.hooks.on_load(info.name, info.version, False)
+            if isinstance(error, ArtifactIntegrityError):
+                self._failures.remember(info, stamp, error)
             raise
+        self._failures.forget(info)
         self.hooks.on_load(info.name, info.version, True)
         calibration = loaded.manifest.calibration()
         batcher = MicroBatcher(run_batch, self.batch_max_wait, self.batch_max_size)
@@ -221,7 +236,7 @@ class ModelPool:
                 continue
             except TswatchError:
                 continue
-            if info.version == current:
+            if info.version == current or await self._failed_before(info):
                 continue
             try:
                 await self._ensure(info)
@@ -233,6 +248,13 @@ class ModelPool:
             self._routes[selector] = info.version
             logger.info("now serving %s%s v%s", name, f"@{alias}" if alias else "", info.version)
         await self._evict()  # versions whose routes moved away or were dropped may now be over the cap
+
+    async def _failed_before(self, info: VersionInfo) -> bool:
+        """The version is not loaded and failed verification, and neither its files nor its row changed since
+        (that failure was reported then; the watcher does not re-read and re-hash it every poll)."""
+        if (info.name, info.version) in self._models:
+            return False
+        return self._failures.recall(info, await self.run(load_stamp, info)) is not None
 
     def loaded_versions(self) -> list[tuple[str, int]]:
         return sorted(self._models)

@@ -108,7 +108,7 @@ class _Loaded:
 
 
 class StreamService:
-    def __init__(self, database: Database, pool: ModelPool, alarm_sink: AlarmSink | None = None) -> None:
+    def __init__(self, database: Database, pool: ModelPool, alarm_sink: AlarmSink) -> None:
         """`alarm_sink` runs inside each append's transaction (the webhook outbox records its events there)."""
         self.database = database
         self.pool = pool
@@ -331,8 +331,7 @@ class StreamService:
         row.last_timestamp = scorer.last_timestamp
         row.updated_at = utc_now()
         row.revision += 1
-        if self.alarm_sink is not None:
-            self.alarm_sink(session, staged)
+        self.alarm_sink(session, staged)
         open_episode = scorer.policy.open_episode
         return row.revision, _info(row, None if open_episode is None else event_info(open_episode))
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -12,6 +11,7 @@ import torch
 from app.forecasting.forecaster import Forecaster
 from app.forecasting.metrics import interval_coverage, mae, naive_scale, rmse, seasonal_naive_forecast
 from app.forecasting.quantiles import available_levels, interval_quantiles
+from app.registry.manifest import Accuracy, Baselines, EvaluationMetrics, IntervalScore
 from app.training.dataset import WindowDataset
 
 PREDICT_BATCH = 2048
@@ -88,45 +88,49 @@ def _series_scales(dataset: WindowDataset, lag: int) -> np.ndarray:
 
 def _accuracy(
     errors: np.ndarray, series_index: np.ndarray, season_scales: np.ndarray, rw_scales: np.ndarray
-) -> dict[str, float]:
+) -> Accuracy:
     scaled_season = np.abs(errors) / season_scales[series_index][:, None]  # [K, H] / [K, 1]
     scaled_rw = np.abs(errors) / rw_scales[series_index][:, None]
-    return {
-        "mae": mae(errors),
-        "rmse": rmse(errors),
-        "mase_seasonal": float(np.mean(scaled_season)),
-        "mase_random_walk": float(np.mean(scaled_rw)),
-    }
+    return Accuracy(
+        mae=mae(errors),
+        rmse=rmse(errors),
+        mase_seasonal=float(np.mean(scaled_season)),
+        mase_random_walk=float(np.mean(scaled_rw)),
+    )
 
 
 def test_metrics(
     forecaster: Forecaster, dataset: WindowDataset, predictions: Predictions, season: int
-) -> dict[str, Any]:
+) -> EvaluationMetrics:
+    """The model's test-split accuracy next to the seasonal-naive and random-walk baselines, and the
+    coverage and width of each calibrated interval."""
     spec = forecaster.spec
     series_index = dataset.series_of(predictions.origins)
     season_scales, rw_scales = _series_scales(dataset, season), _series_scales(dataset, 1)
     median = predictions.quantiles[:, :, spec.median_index]
     values = dataset.values.astype(np.float64)
-    baselines = {
-        "seasonal_naive": seasonal_naive_forecast(values, predictions.origins, spec.horizon, season),
-        "random_walk": seasonal_naive_forecast(values, predictions.origins, spec.horizon, 1),
-    }
-    coverage = {}
+    coverage: dict[str, IntervalScore] = {}
     for level in available_levels(spec.quantiles):
         low_q, high_q = interval_quantiles(level)
         low = predictions.quantiles[:, :, spec.quantiles.index(_match(spec.quantiles, low_q))]
         high = predictions.quantiles[:, :, spec.quantiles.index(_match(spec.quantiles, high_q))]
-        coverage[str(level)] = {
-            "coverage": interval_coverage(predictions.targets, low, high),
-            "mean_width": float(np.mean(high - low)),
-        }
-    return {
-        "test_windows": len(predictions.origins),
-        "season": season,
-        "model": _accuracy(median - predictions.targets, series_index, season_scales, rw_scales),
-        "baselines": {
-            name: _accuracy(forecast - predictions.targets, series_index, season_scales, rw_scales)
-            for name, forecast in baselines.items()
-        },
-        "intervals": coverage,
-    }
+        coverage[str(level)] = IntervalScore(
+            coverage=interval_coverage(predictions.targets, low, high),
+            mean_width=float(np.mean(high - low)),
+        )
+
+    def accuracy(forecast: np.ndarray) -> Accuracy:
+        return _accuracy(forecast - predictions.targets, series_index, season_scales, rw_scales)
+
+    return EvaluationMetrics(
+        test_windows=len(predictions.origins),
+        season=season,
+        model=accuracy(median),
+        baselines=Baselines(
+            seasonal_naive=accuracy(
+                seasonal_naive_forecast(values, predictions.origins, spec.horizon, season)
+            ),
+            random_walk=accuracy(seasonal_naive_forecast(values, predictions.origins, spec.horizon, 1)),
+        ),
+        intervals=coverage,
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import platform
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +20,6 @@ from app.registry.manifest import (
     AnomalyState,
     CalibrationState,
     DataDescription,
-    EvaluationMetrics,
-    FilledGap,
     Manifest,
     ResidualSummary,
     Runtime,
@@ -29,7 +27,7 @@ from app.registry.manifest import (
     TrainingRun,
 )
 from app.registry.store import Registry, VersionInfo, validate_alias, validate_model_name
-from app.timestamps import utc_now
+from app.timestamps import datetime64_to_iso, utc_now
 from app.training.config import TrainingConfig
 from app.training.data.errors import DataValidationError
 from app.training.data.parsing import DEFAULT_TIME_COL, DEFAULT_VALUE_COL
@@ -135,20 +133,18 @@ def _data_description(data: PreparedData, window: int, source: str) -> DataDescr
         frequency=data.frequency,
         rows=data.source_rows,
         series=[
-            SeriesExtent(id=s.id, length=len(s.values), start=str(s.timestamps[0]), end=str(s.timestamps[-1]))
+            SeriesExtent(
+                id=s.id,
+                length=len(s.values),
+                start=datetime64_to_iso(s.timestamps[0]),
+                end=datetime64_to_iso(s.timestamps[-1]),
+            )
             for s in data.series
         ],
-        gaps=[FilledGap.model_validate(_plain(asdict(gap))) for gap in data.gaps],
+        gaps=list(data.gaps),
         last_values={s.id: [float(v) for v in s.values[-window:]] for s in data.series[:16]},
-        last_timestamps={s.id: str(s.timestamps[-1]) for s in data.series},
+        last_timestamps={s.id: datetime64_to_iso(s.timestamps[-1]) for s in data.series},
     )
-
-
-def _plain(record: dict[str, object]) -> dict[str, object]:
-    return {
-        key: value if isinstance(value, (int, float, str, type(None))) else str(value)
-        for key, value in record.items()
-    }
 
 
 def train_model(
@@ -178,7 +174,7 @@ def train_model(
     interval_offsets = calibrate_intervals(forecaster, validation)
     validation = predict_origins(forecaster, dataset, dataset.origins("val"))
     test = predict_origins(forecaster, dataset, dataset.origins("test"))
-    metrics = EvaluationMetrics.model_validate(test_metrics(forecaster, dataset, test, season))
+    metrics = test_metrics(forecaster, dataset, test, season)
     calibration = _anomaly_calibration(forecaster.spec, dataset, validation)
     manifest = Manifest(
         name=name,
@@ -195,12 +191,7 @@ def train_model(
         residuals=_residual_summary(validation, forecaster.spec.median_index),
         report=report_data(forecaster.spec, dataset, data, test, validation, calibration),
     )
-    summary = {
-        "metrics": metrics.model.model_dump(mode="json"),
-        "baselines": metrics.baselines.model_dump(mode="json"),
-        "frequency": data.frequency,
-    }
-    version = registry.publish(name, forecaster.network.state_dict(), manifest, summary=summary, alias=alias)
+    version = registry.publish(name, forecaster.network.state_dict(), manifest, alias=alias)
     return TrainingResult(version=version, manifest=manifest, history=history)
 
 

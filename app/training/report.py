@@ -15,6 +15,7 @@ from app.anomaly.sensitivity import DEFAULT_SENSITIVITY
 from app.forecasting.forecaster import ForecasterSpec
 from app.forecasting.quantiles import interpolate_quantile
 from app.registry.manifest import ForecastSample, ResidualHistogram, TrainingReport
+from app.timestamps import datetime64_to_iso
 from app.training.data.prepared import PreparedData
 from app.training.dataset import WindowDataset
 from app.training.evaluation import Predictions
@@ -43,7 +44,7 @@ def forecast_sample(
 
     return ForecastSample(
         series=series.id,
-        timestamps=[str(np.datetime_as_string(np.datetime64(s, "s"))) for s in stamps],
+        timestamps=[datetime64_to_iso(s, "s") for s in stamps],
         actual=_floats(test.targets[mask][-points:, 0]),
         median=_floats(quantiles[:, spec.median_index]),
         lower80=band(0.1),

@@ -1,11 +1,14 @@
-"""Inbound points: signature check, idempotency by webhook-id, and one multi-stream append in one transaction.
+"""Inbound points: signature check, idempotency by (signer, webhook-id), and one multi-stream append in one
+transaction.
 
 A monitoring system pushes points for many streams in one request (`POST /v1/hooks/points`). The caller first
 verifies the request (`verify`: a Standard Webhooks signature over the raw body, before the body is parsed, so a
 changed byte is a 401, never a 422), then hands over the parsed points (`ingest`). A signed request is idempotent
-by its webhook-id: the id is claimed before the points are processed, and the answer is stored with it IN the
-transaction that stores the points, so a repeated id gets the stored answer and is processed once. A request
-that fails releases its claim: nothing was stored, so a retry with the same id may succeed.
+by its `MessageKey` (the verifying secret's id and the webhook-id): the key is claimed before the points are
+processed, and the answer is stored with it IN the transaction that stores the points, so a repeat from the same
+signer gets the stored answer and is processed once. A request that fails releases its claim: nothing was
+stored, so a retry with the same id may succeed. A request authenticated by an API key has no key and is not
+idempotent.
 """
 
 from __future__ import annotations
@@ -21,7 +24,13 @@ from sqlalchemy.orm import Session
 from app.concurrency import run_blocking
 from app.errors import TswatchError
 from app.streams.service import StagedAppend, StreamService
-from app.webhooks.inbound import IdempotencyStore, InboundSecretStore, InboundSignatureError, verify_inbound
+from app.webhooks.inbound import (
+    IdempotencyStore,
+    InboundSecretStore,
+    InboundSignatureError,
+    MessageKey,
+    verify_inbound,
+)
 
 # (stream id, naive UTC timestamp, value), in request order
 InboundPoint = tuple[str, datetime, float]
@@ -38,8 +47,8 @@ class SignatureRejectedError(TswatchError):
 @dataclass(frozen=True)
 class IngestResult:
     status: int
-    body: str  # the answer (JSON), as stored with the webhook-id
-    replayed: bool  # True: an earlier request with this webhook-id was answered with this body
+    body: str  # the answer (JSON), as stored with the message key
+    replayed: bool  # True: an earlier request with this signer and webhook-id was answered with this body
 
 
 class PointIngest:
@@ -50,8 +59,8 @@ class PointIngest:
         self.secrets = secrets
         self.idempotency = idempotency
 
-    async def verify(self, headers: Mapping[str, str], body: bytes) -> str:
-        """The verified webhook-id of a signed request; SignatureRejectedError (401) otherwise."""
+    async def verify(self, headers: Mapping[str, str], body: bytes) -> MessageKey:
+        """The key (signer, webhook-id) of a correctly signed request; SignatureRejectedError (401) otherwise."""
         active = await run_blocking(self.secrets.active_secrets)
         try:
             return verify_inbound(active, headers, body)
@@ -59,25 +68,25 @@ class PointIngest:
             raise SignatureRejectedError(str(error)) from None
 
     async def ingest(
-        self, points: Sequence[InboundPoint], message_id: str | None, render: RenderAnswer
+        self, points: Sequence[InboundPoint], message: MessageKey | None, render: RenderAnswer
     ) -> IngestResult:
-        """Append `points` to their streams, all or none; `message_id` (signed requests) makes it idempotent."""
-        if message_id is not None:
-            stored = await self.idempotency.claim(message_id)
+        """Append `points` to their streams, all or none; `message` (signed requests) makes it idempotent."""
+        if message is not None:
+            stored = await self.idempotency.claim(message)
             if stored is not None:
                 return IngestResult(stored.status, stored.body, replayed=True)
         answer: list[str] = []
 
         def finish(session: Session, staged: list[StagedAppend]) -> None:
             answer.append(render(staged))
-            if message_id is not None:
-                self.idempotency.complete(session, message_id, 200, answer[0])
+            if message is not None:
+                self.idempotency.complete(session, message, 200, answer[0])
 
         try:
             await self.streams.append_many(group_by_stream(points), in_transaction=finish)
         except BaseException:
-            if message_id is not None:  # nothing was stored: a retry with this id may be processed
-                await asyncio.shield(run_blocking(self.idempotency.release, message_id))
+            if message is not None:  # nothing was stored: a retry with this id may be processed
+                await asyncio.shield(run_blocking(self.idempotency.release, message))
             raise
         return IngestResult(200, answer[0], replayed=False)
 

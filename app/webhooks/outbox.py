@@ -24,7 +24,7 @@ from app.storage.database import Database
 from app.storage.tables.webhooks import DeliveryRow, EndpointRow, MessageRow
 from app.streams.scoring import ScoredPoint
 from app.streams.service import StagedAppend
-from app.timestamps import to_iso_z, utc_now
+from app.timestamps import from_state_iso, to_iso_z, utc_now
 
 ANOMALY_OPENED: Final = "anomaly.opened"
 ANOMALY_RESOLVED: Final = "anomaly.resolved"
@@ -64,12 +64,12 @@ def _point(point: ScoredPoint | None) -> dict[str, Any] | None:
 def _episode(episode: Episode) -> dict[str, Any]:
     peak = episode.peak
     return {
-        "started_at": to_iso_z(episode.started_at),
-        "opened_at": to_iso_z(episode.opened_at),
-        "last_flagged_at": to_iso_z(episode.last_flagged_at),
-        "resolved_at": to_iso_z(episode.resolved_at),
+        "started_at": to_iso_z(from_state_iso(episode.started_at)),
+        "opened_at": to_iso_z(from_state_iso(episode.opened_at)),
+        "last_flagged_at": to_iso_z(from_state_iso(episode.last_flagged_at)),
+        "resolved_at": None if episode.resolved_at is None else to_iso_z(from_state_iso(episode.resolved_at)),
         "peak": {
-            "timestamp": to_iso_z(peak.timestamp),
+            "timestamp": to_iso_z(from_state_iso(peak.timestamp)),
             "value": _finite(peak.value),
             "expected": _finite(peak.expected),
             "lower": _finite(peak.lower),
@@ -85,7 +85,8 @@ def _episode(episode: Episode) -> dict[str, Any]:
 def alarm_data(staged: StagedAppend, alarm: AlarmEvent) -> dict[str, Any]:
     """The stream, model version, the point that opened/resolved the alarm (value, expected, band, score)."""
     episode = alarm.episode
-    at = to_iso_z(episode.opened_at if alarm.kind == "opened" else episode.resolved_at)
+    stamp = episode.opened_at if alarm.kind == "opened" else episode.resolved_at
+    at = None if stamp is None else to_iso_z(from_state_iso(stamp))  # a stream's tracker keeps state ISO
     point = next((p for p in staged.points if to_iso_z(p.timestamp) == at), None)
     return {
         "stream": staged.stream_id,

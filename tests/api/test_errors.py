@@ -40,6 +40,120 @@ def raw_body(token: str, where: str = "values") -> bytes:
     return text.encode()
 
 
+DEEP = 1_000
+LONG_INTEGER = "1" * 5_000  # beyond Python's int-from-string digit limit (4,300)
+BODY_ROUTES = [  # every route that parses a JSON body, with a body it accepts
+    (FORECAST, "series"),
+    (DETECT, "series"),
+    ("/v1/streams/s1/points", "points"),
+    ("/v1/hooks/points", "points"),
+    ("/v1/webhooks", "events"),
+]
+
+
+def unparsable_cases() -> list[Case]:
+    """JSON too deeply nested or with an integer too long for the parser: a 400 on every body route."""
+    cases = []
+    for path, member in BODY_ROUTES:
+        for label, text in (
+            ("array nested 1,000 deep", "[" * DEEP + "]" * DEEP),
+            ("member nested 1,000 deep", f'{{"{member}": ' + "[" * DEEP + "]" * DEEP + "}"),
+            ("5,000-digit integer", f'{{"{member}": [{LONG_INTEGER}]}}'),
+            ("5,000-digit integer in a value", f'{{"{member}": [{{"values": [{LONG_INTEGER}]}}]}}'),
+        ):
+            cases.append(raw_case(label, path, text.encode(), 400, "invalid-json"))
+    return cases
+
+
+def strict_number_cases() -> list[Case]:
+    """Numbers are JSON numbers: a string or a boolean is a 422 naming the field, on every body."""
+    series = hourly(30)
+    point = {"timestamp": "2024-03-01T00:00:00", "value": 1.0}
+    cases = []
+    for label, bad in (("string number", "1.5"), ("boolean", True)):
+        cases += [
+            json_case(
+                f"{label} in values",
+                path,
+                {"series": [{**series, "values": [bad, *series["values"][1:]]}]},
+                422,
+                "validation-error",
+                "series.0.values.0",
+            )
+            for path in (FORECAST, DETECT)
+        ]
+        cases += [
+            json_case(
+                f"{label} level",
+                FORECAST,
+                {"series": [series], "levels": [bad]},
+                422,
+                "validation-error",
+                "levels.0",
+            ),
+            json_case(
+                f"{label} horizon",
+                FORECAST,
+                {"series": [series], "horizon": bad},
+                422,
+                "validation-error",
+                "horizon",
+            ),
+            json_case(
+                f"{label} sensitivity",
+                DETECT,
+                {"series": [series], "sensitivity": bad},
+                422,
+                "validation-error",
+                "sensitivity",
+            ),
+            json_case(
+                f"{label} stream point value",
+                "/v1/streams/s1/points",
+                {"points": [{**point, "value": bad}]},
+                422,
+                "validation-error",
+                "points.0.value",
+            ),
+            json_case(
+                f"{label} hook point value",
+                "/v1/hooks/points",
+                {"points": [{**point, "stream": "s1", "value": bad}]},
+                422,
+                "validation-error",
+                "points.0.value",
+            ),
+            json_case(
+                f"{label} stream sensitivity",
+                "/v1/streams/s1",
+                {"model": "tiny", "sensitivity": bad},
+                422,
+                "validation-error",
+                "sensitivity",
+                method="PUT",
+            ),
+            json_case(
+                f"{label} stream version",
+                "/v1/streams/s1",
+                {"model": "tiny", "version": "1" if bad == "1.5" else bad},
+                422,
+                "validation-error",
+                "version",
+                method="PUT",
+            ),
+            json_case(
+                f"{label} alias version",
+                "/v1/models/tiny/aliases/staging",
+                {"version": "1" if bad == "1.5" else bad},
+                422,
+                "validation-error",
+                "version",
+                method="PUT",
+            ),
+        ]
+    return cases
+
+
 def reject_constant(token: str) -> None:
     raise AssertionError(f"non-strict JSON constant {token} in a problem body")
 
@@ -374,7 +488,7 @@ def error_cases() -> list[Case]:
         Case("wrong method", "DELETE", "/v1/models", 405, "method-not-allowed"),
         Case("wrong method", "POST", "/healthz", 405, "method-not-allowed"),
     ]
-    return cases
+    return cases + unparsable_cases() + strict_number_cases()
 
 
 def test_client_errors_are_problem_documents(tiny_models_dir, server_factory):

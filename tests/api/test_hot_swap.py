@@ -20,7 +20,10 @@ from app.settings import Settings
 pytestmark = pytest.mark.slow
 
 CLIENTS = 4
-MAX_LOAD_SECONDS = 40.0  # hard stop for the client threads, whatever happens
+# The clients run until the test stops them. This only bounds a runaway test: it must not be a budget for the
+# phases, which include two `tswatch` CLI runs (each a new Python importing torch: 5-20 s on a busy 2-core
+# machine). A 40 s budget ran out before the last phase under load, and the server looked hung.
+RUNAWAY_SECONDS = 600.0
 
 
 def publish_copy(models_dir, name: str, version: int) -> int:
@@ -29,7 +32,7 @@ def publish_copy(models_dir, name: str, version: int) -> int:
     info = registry.get_version(name, version)
     loaded = registry.load(info)
     manifest = loaded.manifest.model_copy(update={"version": None, "weights": None})
-    return registry.publish(name, loaded.forecaster.network.state_dict(), manifest, info.summary).version
+    return registry.publish(name, loaded.forecaster.network.state_dict(), manifest).version
 
 
 def corrupt(path) -> None:
@@ -52,7 +55,7 @@ class Load:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def run(self) -> None:
-        deadline = time.monotonic() + MAX_LOAD_SECONDS
+        deadline = time.monotonic() + RUNAWAY_SECONDS
         with httpx.Client(base_url=self.base_url, timeout=30) as client:
             while not self.stop.is_set() and time.monotonic() < deadline:
                 try:
@@ -119,9 +122,9 @@ def test_alias_moves_under_load_and_a_corrupt_version_never_serves(models_dir, s
         while "failed to load" not in server.log():
             assert time.monotonic() < deadline, f"no failed load in the log:\n{server.log()[-3000:]}"
             time.sleep(0.1)
-        time.sleep(1.5)  # several more poll intervals, each retrying v3
+        time.sleep(1.5)  # several more poll intervals: none re-reads v3 (remembered until its files change)
+        load.wait_for(10, after=moved)
         after = load.since(moved)
-        assert len(after) >= 10
         assert {version for _, _, version in after} == {2}
     finally:
         load.stop.set()
@@ -134,6 +137,7 @@ def test_alias_moves_under_load_and_a_corrupt_version_never_serves(models_dir, s
     log = server.log()
     assert "keeping tiny v2: v3 failed to load" in log
     assert "sha256" in log  # the reason: the weights no longer match their recorded digest
+    assert log.count("tiny v3 failed verification") == 1  # read and hashed once, not on every poll
     assert "now serving tiny v2" in log and "now serving tiny v3" not in log
     with httpx.Client(base_url=server.base_url, timeout=30) as client:
         ready = client.get("/readyz")
@@ -143,6 +147,7 @@ def test_alias_moves_under_load_and_a_corrupt_version_never_serves(models_dir, s
         response = client.post("/v1/models/tiny/forecast?version=3", json={"series": [series]})
         assert response.status_code == 503, response.text
         assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["version"] == 3 and str(models_dir) not in response.text
         samples = {
             (sample.name, frozenset(sample.labels.items())): sample.value
             for family in text_string_to_metric_families(client.get("/metrics").text)
@@ -150,5 +155,5 @@ def test_alias_moves_under_load_and_a_corrupt_version_never_serves(models_dir, s
         }
     loads = "tswatch_model_loads_total"
     assert samples[(loads, frozenset({"model": "tiny", "version": "2", "outcome": "loaded"}.items()))] == 1
-    assert samples[(loads, frozenset({"model": "tiny", "version": "3", "outcome": "failed"}.items()))] >= 2
+    assert samples[(loads, frozenset({"model": "tiny", "version": "3", "outcome": "failed"}.items()))] == 1
     assert (loads, frozenset({"model": "tiny", "version": "3", "outcome": "loaded"}.items())) not in samples

@@ -14,6 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT / "bench"))  # bench/nab.py imports its neighbours as a script does
 
 from bench.nab import DetectorConfig, detect  # noqa: E402
 

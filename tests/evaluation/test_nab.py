@@ -384,7 +384,7 @@ def test_cli_bad_input_exits_2_with_one_line_error(tmp_path: Path) -> None:
         cli_app(), ["evaluate", "--data", str(data), "--labels", str(labels), "--scores", str(scores)]
     )
     assert result.exit_code == 2
-    assert result.stderr.strip() == "Error: cat/b.csv: data file has no results"
+    assert result.stderr.strip() == "error: cat/b.csv: data file has no results"
     assert "Traceback" not in result.output
 
 

@@ -32,7 +32,7 @@ registry = open_registry(Settings(models_dir=target))
 print("ready", flush=True)
 for i in itertools.count():
     alias = "production" if i % 3 == 0 else None
-    info = registry.publish("crashy", tensors, manifest, summary={"publisher": tag, "i": i}, alias=alias)
+    info = registry.publish("crashy", tensors, manifest, alias=alias)
     print(info.version, flush=True)
 """
 

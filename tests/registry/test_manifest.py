@@ -28,7 +28,7 @@ from app.registry.artifacts import (
     read_weights,
 )
 from app.registry.factory import open_registry
-from app.registry.manifest import MANIFEST_VERSION, Manifest, parse_manifest, upgrade
+from app.registry.manifest import MANIFEST_VERSION, Manifest, VersionSummary, parse_manifest, upgrade
 from app.registry.store import Registry, VersionInfo
 from app.settings import Settings
 from app.storage.tables.registry import ModelRow, VersionRow
@@ -116,9 +116,26 @@ def test_multi_series_fixture_keeps_per_series_calibration_and_gaps() -> None:
     assert calibration.series_ids == ["a", "b", "c"]
     assert manifest.anomaly.calibration.global_.tail is not None
     assert [gap.series_id for gap in manifest.data.gaps] == ["b"]
-    assert manifest.data.gaps[0].first_gap == "2024-01-05 04:00:00"
+    assert manifest.data.gaps[0].first_gap == pd.Timestamp("2024-01-05 04:00:00")
     assert sorted(manifest.data.last_values) == ["a", "b", "c"]
     assert manifest.public().anomaly.calibrated_series == ["a", "b", "c"]
+
+
+def test_version_summaries_written_by_older_code_parse(registry: Registry) -> None:
+    """Rows hold `{}` (published without a summary) or the untyped code's metrics/baselines/frequency dict."""
+    info = install_v1(registry, "single", "old-single")
+    assert info.summary == VersionSummary()
+    raw = v1_raw("single")
+    untyped = {
+        "metrics": raw["metrics"]["model"],
+        "baselines": raw["metrics"]["baselines"],
+        "frequency": raw["data"]["frequency"],
+    }
+    with registry.database.session() as session:
+        session.execute(update(VersionRow).values(summary=json.dumps(untyped, allow_nan=False)))
+    summary = registry.get_version("old-single", 1).summary
+    assert summary == VersionSummary.of(parse_manifest(raw))
+    assert summary.model_dump(mode="json") == untyped
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -202,8 +219,9 @@ def test_missing_and_mistyped_fields_are_refused(tmp_path: Path) -> None:
     raw["data"]["rows"] = "many"
     with pytest.raises(ArtifactIntegrityError) as caught:
         read_manifest(write_raw(tmp_path / "bad", raw))
-    assert "metrics.model: Field required" in caught.value.detail
-    assert "data.rows" in caught.value.detail
+    assert "metrics.model: Field required" in str(caught.value)
+    assert "data.rows" in str(caught.value)
+    assert caught.value.kind == "invalid manifest"
 
 
 def test_inconsistent_spec_is_refused(tmp_path: Path) -> None:

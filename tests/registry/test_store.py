@@ -19,7 +19,7 @@ from app.forecasting.quantiles import DEFAULT_QUANTILES
 from app.forecasting.scaling import Scaling
 from app.registry.artifacts import MANIFEST_FORMAT, WEIGHTS_FILE
 from app.registry.factory import open_registry
-from app.registry.manifest import Manifest, parse_manifest
+from app.registry.manifest import Manifest, VersionSummary, parse_manifest
 from app.registry.store import (
     AliasNotFoundError,
     ModelNotFoundError,
@@ -67,9 +67,7 @@ def make_forecaster(seed: int = 0, calendar: tuple[str, ...] = ("hour_of_day",))
 def publish(registry: Registry, name: str = "demo", seed: int = 0, alias: str | None = None):
     forecaster = make_forecaster(seed)
     manifest = manifest_for(forecaster.spec, source=f"seed {seed}")
-    return registry.publish(
-        name, forecaster.network.state_dict(), manifest, summary={"seed": seed}, alias=alias
-    )
+    return registry.publish(name, forecaster.network.state_dict(), manifest, alias=alias)
 
 
 @pytest.fixture
@@ -124,7 +122,10 @@ def test_versions_are_numbered_one_two_three_with_their_own_folders(registry):
     assert [info.version for info in infos] == [1, 2, 3]
     assert [info.path for info in infos] == [registry.root / "demo" / str(v) for v in (1, 2, 3)]
     assert [v.version for v in registry.versions("demo")] == [1, 2, 3]
-    assert [v.summary for v in registry.versions("demo")] == [{"seed": 0}, {"seed": 1}, {"seed": 2}]
+    assert [v.summary for v in registry.versions("demo")] == [
+        VersionSummary.of(registry.read_manifest(info)) for info in infos
+    ]
+    assert infos[0].summary.metrics is not None and infos[0].summary.frequency == "h"
     assert len({info.weights_sha256 for info in infos}) == 3
     for info in infos:
         assert (info.path / WEIGHTS_FILE).is_file()

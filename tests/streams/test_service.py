@@ -17,6 +17,7 @@ from app.serving.pool import ModelPool
 from app.settings import Settings
 from app.storage.schema import open_database
 from app.streams.service import StreamService
+from app.webhooks.outbox import Outbox
 
 from .helpers import hourly_series
 
@@ -32,7 +33,7 @@ def run_with_service(models_dir: Path, scenario: Callable[[StreamService], Await
         executor = ThreadPoolExecutor(max_workers=1)
         pool = ModelPool(open_registry(settings, database), executor)
         try:
-            return await scenario(StreamService(database, pool))
+            return await scenario(StreamService(database, pool, Outbox(database).record_alarms))
         finally:
             await pool.close()
             executor.shutdown(wait=True)

@@ -9,6 +9,7 @@ from app.errors import InvalidInputError
 from app.forecasting.forecaster import Forecaster
 from app.forecasting.windows import SplitBounds
 from app.registry.factory import open_registry
+from app.registry.manifest import VersionSummary
 from app.settings import Settings
 from app.training.config import TrainingConfig
 from app.training.data.errors import DataValidationError
@@ -80,7 +81,8 @@ def test_trained_model_beats_random_walk_and_seasonal_naive(trained):
     assert model_mae < baselines["seasonal_naive"]["mae"], metrics
     assert model_mae < baselines["random_walk"]["mae"], metrics
     assert metrics["model"]["mase_seasonal"] < 1.0
-    assert result.version.summary["metrics"] == metrics["model"]
+    assert result.version.summary == VersionSummary.of(result.manifest)
+    assert result.version.summary.model_dump(mode="json")["metrics"] == metrics["model"]
 
 
 def test_calibrated_80_percent_intervals_cover_about_80_percent(trained):

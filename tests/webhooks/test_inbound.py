@@ -1,20 +1,27 @@
 """Inbound `POST /v1/hooks/points` on a real `tswatch serve`: Standard Webhooks signatures (with rotation),
-401 with nothing stored on any failure, idempotency by webhook-id (also concurrent), API-key auth, and
-all-or-nothing batches across streams."""
+401 with nothing stored on any failure, idempotency by (signer, webhook-id) (also concurrent) with stored
+answers pruned after the retention, API-key auth, and all-or-nothing batches across streams."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
+from app.timestamps import utc_now
+from app.webhooks.inbound import RETENTION
 from app.webhooks.signing import generate_secret, signed_headers
 
 from .helpers import AUTH, server_env, spiked_points
+
+MESSAGES_TABLE = "webhook_inbound_messages_v2"
 
 pytestmark = pytest.mark.slow
 
@@ -156,6 +163,64 @@ def test_duplicate_ids_are_processed_once_even_concurrently(setup) -> None:
     assert sum(r.headers.get("webhook-replayed") == "true" for r in replies) == 7
     assert point_counts(client, "b") == [60]
     assert len(client.get("/v1/streams/b/anomalies", headers=AUTH).json()) == 1
+
+
+def test_the_same_webhook_id_from_two_signers_is_two_messages(setup) -> None:
+    _server, client, created = setup
+    first, second = created["secret"], created["next"]["secret"]
+    body_a = hook_body({"a": spiked_points(30, spike_at=-1)})
+    body_b = hook_body({"b": spiked_points(20, spike_at=-1, seed=1)})
+    reply_a = client.post("/v1/hooks/points", content=body_a, headers=signed(first, "msg_shared", body_a))
+    reply_b = client.post("/v1/hooks/points", content=body_b, headers=signed(second, "msg_shared", body_b))
+    assert [reply_a.status_code, reply_b.status_code] == [200, 200], [reply_a.text, reply_b.text]
+    assert "webhook-replayed" not in reply_a.headers and "webhook-replayed" not in reply_b.headers
+    assert [s["stream"] for s in reply_b.json()["streams"]] == ["b"]
+    assert point_counts(client, "a", "b") == [30, 20]
+
+    # The same signer and id again: the stored answer, nothing processed (as before).
+    for secret, body, reply in ((first, body_a, reply_a), (second, body_b, reply_b)):
+        again = client.post("/v1/hooks/points", content=body, headers=signed(secret, "msg_shared", body))
+        assert again.status_code == 200 and again.json() == reply.json()
+        assert again.headers.get("webhook-replayed") == "true"
+    assert point_counts(client, "a", "b") == [30, 20]
+
+
+def stored_ids(models_dir: Path) -> set[str]:
+    with closing(sqlite3.connect(models_dir / "registry.db")) as db:
+        return {msg_id for (msg_id,) in db.execute(f"SELECT msg_id FROM {MESSAGES_TABLE}")}
+
+
+def test_stored_answers_are_pruned_after_the_retention(setup, server_factory, models_dir) -> None:
+    server, client, created = setup
+    secret = created["secret"]
+    sent = {}
+    for offset, msg_id in enumerate(("msg_old", "msg_fresh")):
+        body = hook_body({"a": spiked_points(1, spike_at=-1, offset=offset)})
+        reply = client.post("/v1/hooks/points", content=body, headers=signed(secret, msg_id, body))
+        assert reply.status_code == 200, reply.text
+        sent[msg_id] = (body, reply.json())
+    assert stored_ids(models_dir) == {"msg_old", "msg_fresh"}
+
+    # Age the stored answers (the server prunes at most once a minute, so the next claim is a new process's).
+    server.stop()
+    ages = {"msg_old": RETENTION + timedelta(minutes=1), "msg_fresh": RETENTION - timedelta(minutes=5)}
+    with closing(sqlite3.connect(models_dir / "registry.db")) as db, db:
+        for msg_id, age in ages.items():
+            created_at = (utc_now() - age).strftime("%Y-%m-%d %H:%M:%S.%f")
+            update = f"UPDATE {MESSAGES_TABLE} SET created_at = ? WHERE msg_id = ?"
+            assert db.execute(update, (created_at, msg_id)).rowcount == 1
+
+    restarted = server_factory(models_dir, **server_env())
+    with restarted.client() as client:
+        body = hook_body({"a": spiked_points(1, spike_at=-1, offset=2)})
+        reply = client.post("/v1/hooks/points", content=body, headers=signed(secret, "msg_next", body))
+        assert reply.status_code == 200, reply.text
+        assert stored_ids(models_dir) == {"msg_fresh", "msg_next"}
+        body, answer = sent["msg_fresh"]
+        again = client.post("/v1/hooks/points", content=body, headers=signed(secret, "msg_fresh", body))
+        assert again.headers.get("webhook-replayed") == "true" and again.json() == answer
+        assert point_counts(client, "a") == [3]
+    assert "Traceback" not in restarted.log()
 
 
 def test_api_key_auth_and_all_or_nothing_batches(setup, run_cli, models_dir) -> None:

@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
+from starlette.background import BackgroundTask
 
-from app.anomaly import sensitivity_to_alpha
+from app.api.auth_first import AuthenticatedRoute
 from app.api.deps import ReadAccess, ServicesDep
 from app.api.forecast_parsing import FORECAST_BODY_OPENAPI, canonical_body, is_json_media_type
-from app.api.schemas.common import ModelRef
-from app.api.schemas.forecasts import DetectRequest, DetectResponse, ForecastResponse, SeriesDetection
+from app.api.schemas.forecasts import DetectRequest, DetectResponse, ForecastResponse
 from app.api.selection import SELECTION_PARAMETERS, parse_selection
 from app.concurrency import run_blocking
 from app.errors import InvalidInputError
+from app.serving.detect_answers import check_detect_size, detection_parts, release_free_memory
 from app.serving.forecast_answers import to_inputs
-from app.serving.inference import PointDetection, SeriesInput, check_inputs, detect_series
+from app.serving.inference import ScoredSeries, check_inputs, score_series
 from app.serving.pool import ModelPool, ServedModel
-from app.timestamps import datetime64_to_aware_utc
 
-router = APIRouter(prefix="/v1/models", tags=["forecasting"])
+router = APIRouter(prefix="/v1/models", tags=["forecasting"], route_class=AuthenticatedRoute)
+
+LARGE_DETECT_POINTS = 20_000  # detections at least this big are streamed, then freed pages go back to the OS
 
 
 async def select_model(pool: ModelPool, request: Request, name: str) -> ServedModel:
@@ -54,52 +54,30 @@ async def create_forecast(_: ReadAccess, services: ServicesDep, name: str, reque
     return Response(reply.body, media_type="application/json")
 
 
-def series_detection(item: SeriesInput, points: list[PointDetection]) -> SeriesDetection:
-    """One series' detection result, validated from plain data in one call: for a long series that is faster
-    than building each point's model, and with `model_dump_json` faster than plain dicts and `json.dumps`."""
-    stamps = None if item.timestamps is None else datetime64_to_aware_utc(item.timestamps)
-    data: dict[str, Any] = {
-        "id": item.id,
-        "anomalies": sum(point.is_anomaly for point in points),
-        "points": [
-            {
-                "index": p.index,
-                "timestamp": None if stamps is None else stamps[p.index],
-                "value": p.value,
-                "expected": p.expected,
-                "lower": p.lower,
-                "upper": p.upper,
-                "score": p.score,
-                "is_anomaly": p.is_anomaly,
-                "direction": p.direction,
-            }
-            for p in points
-        ],
-    }
-    return SeriesDetection.model_validate(data)
-
-
 @router.post("/{name}/detect", response_model=DetectResponse, openapi_extra=SELECTION_PARAMETERS)
 async def detect_anomalies(
     _: ReadAccess, services: ServicesDep, name: str, request: Request, body: DetectRequest
 ) -> Response:
-    """Score every point against its one-step-ahead forecast; flag calibrated outliers."""
+    """Score every point against its one-step-ahead forecast; flag calibrated outliers.
+
+    At most `TSWATCH_MAX_DETECT_POINTS` points per request (413 beyond); the scoring runs on the detection
+    thread, so streams and forecasts keep answering meanwhile."""
     served = await select_model(services.pool, request, name)
     forecaster = served.loaded.forecaster
     series = to_inputs(body.series)
+    check_detect_size(series, services.settings.max_detect_points)
     check_inputs(forecaster, series, minimum_extra=1)
-    results = []
+    scored: list[ScoredSeries] = []
     for item in series:
-        points = await services.pool.infer(
-            detect_series, forecaster, served.calibration, item, body.sensitivity
+        detection = await services.pool.detect(
+            score_series, forecaster, served.calibration, item, body.sensitivity
         )
-        result = await run_blocking(series_detection, item, points)
-        services.metrics.anomalies(served.name, served.version, result.anomalies)
-        results.append(result)
-    answer = DetectResponse(
-        model=ModelRef(name=served.name, version=served.version),
-        sensitivity=body.sensitivity,
-        alpha=sensitivity_to_alpha(body.sensitivity),
-        results=results,
+        services.metrics.anomalies(served.name, served.version, detection.anomalies)
+        scored.append(detection)
+    parts = detection_parts(served.name, served.version, body.sensitivity, scored)
+    if sum(len(item) for item in scored) < LARGE_DETECT_POINTS:
+        return Response(await run_blocking(b"".join, parts), media_type="application/json")
+    # encoded piece by piece while sent (never the whole answer in memory); then freed pages go back to the OS
+    return StreamingResponse(
+        parts, media_type="application/json", background=BackgroundTask(release_free_memory)
     )
-    return Response(await run_blocking(answer.model_dump_json), media_type="application/json")

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response, status
 
+from app.api.auth_first import AuthenticatedRoute
 from app.api.deps import AdminAccess, ReadAccess, RegistryDep
 from app.api.schemas.common import MAX_VERSION
 from app.api.schemas.models import (
@@ -17,13 +18,8 @@ from app.api.schemas.models import (
     VersionSummary,
 )
 from app.concurrency import run_blocking
-from app.registry.store import DEFAULT_ALIAS, ModelInfo
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
-
-
-def _aliases_of(model: ModelInfo, version: int) -> list[str]:
-    return sorted(alias for alias, target in model.aliases.items() if target == version)
+router = APIRouter(prefix="/v1/models", tags=["models"], route_class=AuthenticatedRoute)
 
 
 @router.get("", response_model=list[ModelSummary])
@@ -39,25 +35,14 @@ async def list_models(registry: RegistryDep, _: ReadAccess) -> list[ModelSummary
 @router.get("/{name}", response_model=ModelDetail)
 async def read_model(name: str, registry: RegistryDep, _: ReadAccess) -> ModelDetail:
     """One model: versions with test metrics next to the naive baselines, aliases, default version."""
-    model = await run_blocking(registry.get_model, name)
-    versions = await run_blocking(registry.versions, name)
-    default = model.aliases.get(DEFAULT_ALIAS, model.latest_version)
+    model, versions = await run_blocking(registry.model_versions, name)
     return ModelDetail(
         name=model.name,
         latest_version=model.latest_version,
         aliases=model.aliases,
         versions=model.versions,
-        default_version=default,
-        version_details=[
-            VersionSummary(
-                version=v.version,
-                created_at=v.created_at,
-                aliases=_aliases_of(model, v.version),
-                metrics=v.summary.get("metrics", {}),
-                baselines=v.summary.get("baselines", {}),
-            )
-            for v in versions
-        ],
+        default_version=model.default_version,
+        version_details=[VersionSummary.of(v, model.aliases_of(v.version)) for v in versions],
     )
 
 
@@ -69,11 +54,9 @@ async def read_version(
     _: ReadAccess,
 ) -> VersionDetail:
     """A version's manifest: architecture, scaling, data fingerprint, training history and metrics."""
-    info = await run_blocking(registry.get_version, name, version)
-    manifest = await run_blocking(registry.read_manifest, info)
-    model = await run_blocking(registry.get_model, name)
+    model, manifest = await run_blocking(registry.version_manifest, name, version)
     return VersionDetail(
-        name=name, version=version, aliases=_aliases_of(model, version), manifest=manifest.public()
+        name=name, version=version, aliases=model.aliases_of(version), manifest=manifest.public()
     )
 
 

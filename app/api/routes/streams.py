@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
+from app.api.auth_first import AuthenticatedRoute
 from app.api.deps import ReadAccess, StreamsDep, WriteAccess
 from app.api.schemas.common import ModelRef
 from app.api.schemas.streams import (
@@ -20,7 +21,7 @@ from app.api.schemas.streams import (
 )
 from app.timestamps import clamp_to_naive_utc
 
-router = APIRouter(prefix="/v1/streams", tags=["streams"])
+router = APIRouter(prefix="/v1/streams", tags=["streams"], route_class=AuthenticatedRoute)
 
 StreamId = Annotated[str, Path(min_length=1, max_length=200, description="Caller's id of the stream.")]
 

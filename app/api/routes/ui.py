@@ -9,15 +9,16 @@ optional features, such as webhooks, this server exposes) without provoking 401/
 from __future__ import annotations
 
 from pathlib import Path as FilePath
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse
 
-from app.api.auth import AuthenticationError
-from app.api.deps import ReadAccess, RegistryDep, ServicesDep, StreamsDep, authenticate_request
+from app.api.auth_first import AuthenticatedRoute
+from app.api.deps import ReadAccess, RegistryDep, ServicesDep, StreamsDep
 from app.api.schemas.common import MAX_VERSION
 from app.api.schemas.ui import RecentDataOut, SessionOut, UiPointOut, UiStreamOut
+from app.api.session import describe_session
 from app.concurrency import run_blocking
 from app.registry.recent import fetch_recent_data
 
@@ -25,7 +26,7 @@ STATIC_DIR = FilePath(__file__).resolve().parents[1] / "static"
 MAX_UI_POINTS = 2000
 
 pages = APIRouter(include_in_schema=False)
-router = APIRouter(prefix="/v1/ui", tags=["dashboard"])
+router = APIRouter(prefix="/v1/ui", tags=["dashboard"], route_class=AuthenticatedRoute)
 
 
 # -------------------------------------------------------------------- the page
@@ -42,47 +43,10 @@ async def ui_index() -> FileResponse:
 
 
 # -------------------------------------------------------------------- data
-def _get_paths(request: Request) -> list[str]:
-    """GET paths of the API, from its OpenAPI document (built once, then cached by FastAPI)."""
-    paths: dict[str, dict[str, Any]] = request.app.openapi().get("paths", {})
-    return sorted(path for path, operations in paths.items() if "get" in operations)
-
-
-def _features(paths: list[str]) -> dict[str, bool]:
-    return {
-        "webhooks": any(path.startswith("/v1/webhooks") for path in paths),
-        "streams": any(path.startswith("/v1/streams") for path in paths),
-    }
-
-
 @router.get("/session", response_model=SessionOut)
 async def read_session(request: Request, services: ServicesDep) -> SessionOut:
     """Whether this server needs a key, and whether the one sent (if any) is accepted. Always 200."""
-    paths = _get_paths(request)
-    features = _features(paths)
-    webhook_routes = [path for path in paths if path.startswith("/v1/webhooks")]
-    required = await run_blocking(services.keys.has_active_keys)
-    try:
-        principal = await authenticate_request(request, services)
-    except AuthenticationError as error:
-        return SessionOut(
-            auth_required=True,
-            authenticated=False,
-            role=None,
-            key_id=None,
-            problem=error.detail,
-            features=features,
-            webhook_routes=webhook_routes,
-        )
-    return SessionOut(
-        auth_required=required,
-        authenticated=True,
-        role=principal.role.value,
-        key_id=principal.key_id,
-        problem=None,
-        features=features,
-        webhook_routes=webhook_routes,
-    )
+    return await describe_session(request, services)
 
 
 @router.get("/models/{name}/recent", response_model=RecentDataOut)

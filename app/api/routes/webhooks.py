@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
+from app.api.auth_first import AuthenticatedRoute
 from app.api.deps import AdminAccess, EndpointsDep
 from app.api.schemas.webhooks import (
     DeliveryOut,
@@ -18,7 +19,7 @@ from app.api.schemas.webhooks import (
 from app.concurrency import run_blocking
 from app.webhooks.subscriptions import EndpointChanges
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], route_class=AuthenticatedRoute)
 
 EndpointId = Annotated[str, Path(min_length=1, max_length=64, description="Endpoint id (`wh_...`).")]
 DeliveryId = Annotated[str, Path(min_length=1, max_length=64, description="Delivery id (`dlv_...`).")]

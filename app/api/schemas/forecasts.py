@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from app.api.schemas.common import (
     MAX_POINTS,
     MAX_SERIES,
+    NUMBERS_ONLY,
     FiniteFloat,
     ModelRef,
     StrictModel,
@@ -61,10 +62,10 @@ class ForecastRequest(StrictModel):
     series: list[SeriesPayload] = Field(
         min_length=1, max_length=MAX_SERIES, description="Series to forecast."
     )
-    horizon: int | None = Field(
-        None, ge=1, le=10_000, description="Steps to forecast; default and maximum: the model's horizon."
+    horizon: Annotated[int, Field(ge=1, le=10_000), NUMBERS_ONLY] | None = Field(
+        None, description="Steps to forecast; default and maximum: the model's horizon."
     )
-    levels: list[Annotated[float, Field(gt=0, lt=100, allow_inf_nan=False)]] = Field(
+    levels: list[Annotated[FiniteFloat, Field(gt=0, lt=100)]] = Field(
         default_factory=lambda: [80.0, 95.0],
         max_length=20,
         description="Central prediction-interval levels in percent.",
@@ -95,11 +96,10 @@ class ForecastResponse(BaseModel):
 
 class DetectRequest(StrictModel):
     series: list[SeriesPayload] = Field(min_length=1, max_length=MAX_SERIES, description="Series to score.")
-    sensitivity: float = Field(
+    sensitivity: FiniteFloat = Field(
         0.5,
         ge=0,
         le=1,
-        allow_inf_nan=False,
         description="0..1; the expected false-alarm rate on normal points is 10^(3*sensitivity-4) "
         "(0.5: about 3 in 1000; 1: 1 in 10; 0: 1 in 10000).",
     )

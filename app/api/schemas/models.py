@@ -2,27 +2,45 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from app.api.schemas.common import MAX_VERSION, StrictModel
-from app.registry.manifest import PublicManifest
+from app.api.schemas.common import StrictModel, VersionNumber
+from app.registry.manifest import Accuracy, Baselines, PublicManifest
+from app.registry.store import VersionInfo
+from app.timestamps import to_aware_utc
+
+
+class NoSummary(BaseModel):
+    """An empty object: the version was published without a summary of its metrics (by a direct
+    `Registry.publish` of older code), so they are only in its manifest."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class VersionSummary(BaseModel):
     version: int = Field(description="Version number.")
-    created_at: datetime = Field(description="When it was registered (UTC).")
+    created_at: Annotated[datetime, AfterValidator(to_aware_utc)] = Field(
+        description="When it was registered (UTC)."
+    )
     aliases: list[str] = Field(description="Aliases pointing at this version.")
-    metrics: dict[str, Any] = Field(description="Test-split metrics of the model.")
-    baselines: dict[str, Any] = Field(description="The same metrics for seasonal naive and random walk.")
+    metrics: Accuracy | NoSummary = Field(description="Test-split metrics of the model.")
+    baselines: Baselines | NoSummary = Field(
+        description="The same metrics for seasonal naive and random walk."
+    )
 
-    @field_validator("created_at")
     @classmethod
-    def _mark_utc(cls, stamp: datetime) -> datetime:
-        """The registry stores naive UTC; say so, or the value is not an RFC 3339 date-time."""
-        return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+    def of(cls, info: VersionInfo, aliases: list[str]) -> VersionSummary:
+        summary = info.summary
+        return cls(
+            version=info.version,
+            created_at=info.created_at,
+            aliases=aliases,
+            metrics=summary.metrics or NoSummary(),
+            baselines=summary.baselines or NoSummary(),
+        )
 
 
 class ModelSummary(BaseModel):
@@ -45,7 +63,7 @@ class VersionDetail(BaseModel):
 
 
 class AliasRequest(StrictModel):
-    version: int = Field(ge=1, le=MAX_VERSION, description="Version the alias should point to.")
+    version: VersionNumber = Field(description="Version the alias should point to.")
 
 
 class AliasResponse(BaseModel):

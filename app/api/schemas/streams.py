@@ -7,7 +7,13 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from app.api.schemas.common import MAX_VERSION, FiniteFloat, ModelRef, StrictModel, check_range
+from app.api.schemas.common import (
+    FiniteFloat,
+    ModelRef,
+    StrictModel,
+    VersionNumber,
+    check_range,
+)
 from app.streams.scoring import ScoredPoint
 from app.streams.service import EpisodeInfo, StreamInfo
 from app.timestamps import as_aware_utc, to_naive_utc
@@ -20,9 +26,9 @@ class StreamConfigRequest(StrictModel):
     alias: str | None = Field(
         None, max_length=64, description="Alias to follow; default: the default version."
     )
-    version: int | None = Field(None, ge=1, le=MAX_VERSION, description="Pin a version instead of an alias.")
-    sensitivity: float = Field(
-        0.5, ge=0, le=1, allow_inf_nan=False, description="0..1; false-alarm rate 10^(3*sensitivity-4)."
+    version: VersionNumber | None = Field(None, description="Pin a version instead of an alias.")
+    sensitivity: FiniteFloat = Field(
+        0.5, ge=0, le=1, description="0..1; false-alarm rate 10^(3*sensitivity-4)."
     )
 
 

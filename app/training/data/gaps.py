@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from app.timestamps import ns_to_pd_timestamp, to_message_text
+from app.timestamps import PdTimestampText, ns_to_pd_timestamp, to_message_text
 from app.training.data.errors import DataValidationError, plural
 from app.training.data.series import SeriesData
 
@@ -44,12 +44,13 @@ class GapReport:
     """Points a series was missing and that the gap policy filled in.
 
     `missing_points` counts every filled point: timestamps absent from the data plus rows with an empty value.
+    The manifest stores it as it is (`DataDescription.gaps`), `first_gap` written as `str(pd.Timestamp)`.
     """
 
     series_id: str
     missing_points: int
     largest_gap: int  # longest run of consecutive filled points
-    first_gap: pd.Timestamp | None  # first filled timestamp
+    first_gap: PdTimestampText | None  # first filled timestamp
     length: int  # points in the series after filling
     trimmed_points: int = 0  # leading/trailing rows with empty values that were dropped
 

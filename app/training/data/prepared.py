@@ -47,10 +47,6 @@ class PreparedData:
     fingerprint: str  # sha256 hex over ids, timestamps and values; stable across runs
     source_rows: int
 
-    @property
-    def total_points(self) -> int:
-        return sum(len(s) for s in self.series)
-
 
 def load_training_data(
     path: Path,

@@ -1,4 +1,7 @@
-"""Streaming post-processing of raw anomaly scores (pure numpy), one small class per rule.
+"""Streaming post-processing of raw anomaly scores (pure numpy), one small class per rule, for bench/nab.py.
+
+The product never runs these rules (its detector flags calibrated conformal scores, `app.anomaly`); they live
+beside the NAB benchmark, the one place that uses them.
 
 Measured on NAB-style data (``shared/notes/anomaly-findings.md``), what happens after the forecaster decides most
 of a detector's quality. Four generally useful rules, each applied row by row using only the current row and

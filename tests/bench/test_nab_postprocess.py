@@ -1,11 +1,16 @@
-"""Streaming post-processing rules: likelihood, run suppression, range break (causality, state, validation)."""
+"""bench/nab_postprocess.py: likelihood, run suppression, range break, persistence gate (causality, state,
+validation)."""
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from app.anomaly.postprocess import AnomalyLikelihood, PersistenceGate, RangeBreak, RunSuppressor
+sys.path.append(str(Path(__file__).resolve().parents[2] / "bench"))  # as when bench/nab.py runs as a script
+
+from nab_postprocess import AnomalyLikelihood, PersistenceGate, RangeBreak, RunSuppressor
 
 
 def roundtrip(state: dict) -> dict:
@@ -148,8 +153,6 @@ def test_range_break_rejects_bad_input() -> None:
 
 
 # ----------------------------------------------------------------------------------------------- persistence gate
-# Appended to tests/anomaly/test_postprocess.py; the module's import line then reads:
-# from app.anomaly.postprocess import AnomalyLikelihood, PersistenceGate, RangeBreak, RunSuppressor
 
 
 def test_gate_damps_brief_excursions_and_keeps_sustained_ones() -> None:
