@@ -95,6 +95,12 @@ def datetime64_to_naive(stamp: np.datetime64) -> datetime:
     return value
 
 
+def datetime64s_to_naive(values: np.ndarray) -> list[datetime]:
+    """An array of datetime64 as naive (UTC) datetimes at microsecond precision, converted at once."""
+    stamps: list[datetime] = values.astype("datetime64[us]").tolist()
+    return stamps
+
+
 def datetime64_to_iso(stamp: np.datetime64, unit: str | None = None) -> str:
     """numpy's ISO 8601 form of one stamp, no zone suffix (`2024-01-17T15:00:00.000000000` for [ns]), at its
     own precision or truncated to `unit` ("s"). What manifests store; `parse_pd_timestamp` reads it back."""

@@ -12,12 +12,15 @@ from dataclasses import dataclass, field
 
 import torch
 
+from app.api import inference_worker
+from app.api.forecast_answers import answer_forecasts
 from app.api.metrics import ApiMetrics
+from app.concurrency import run_blocking
 from app.keys.store import KeyStore
 from app.registry.factory import open_registry
 from app.registry.gc import collect_at_start
 from app.registry.store import Registry
-from app.serving.forecast_answers import answer_forecasts
+from app.serving.detection import DetectionService
 from app.serving.pool import ModelPool, PoolHooks
 from app.serving.remote import InferenceWorker
 from app.settings import Settings
@@ -38,6 +41,13 @@ logger = logging.getLogger("tswatch.api")
 GIL_SWITCH_INTERVAL = 0.0001
 
 
+@dataclass(frozen=True)
+class Readiness:
+    ready: bool
+    checks: dict[str, str]
+    models: list[tuple[str, int]]  # (name, version) loaded
+
+
 @dataclass
 class Services:
     settings: Settings
@@ -50,6 +60,7 @@ class Services:
     webhooks: Webhooks
     streams: StreamService
     ingest: PointIngest
+    detection: DetectionService
     ready: bool = False
     load_problems: list[str] = field(default_factory=list)
     _watcher: asyncio.Task[None] | None = None
@@ -78,7 +89,9 @@ class Services:
             answer=answer_forecasts,
             detect_executor=detect_executor,
             worker=(
-                InferenceWorker(settings.torch_threads, on_restart=metrics.worker_restarted)
+                InferenceWorker(
+                    inference_worker.__name__, settings.torch_threads, on_restart=metrics.worker_restarted
+                )
                 if settings.inference_process
                 else None
             ),
@@ -98,7 +111,21 @@ class Services:
             webhooks=webhooks,
             streams=streams,
             ingest=ingest,
+            detection=DetectionService(pool, settings.max_detect_points, on_anomalies=metrics.anomalies),
         )
+
+    async def readiness(self) -> Readiness:
+        """Registry reachable and the default models loaded and warmed (`GET /readyz`)."""
+        checks = {"models": "loaded" if self.ready else "loading"}
+        try:
+            await run_blocking(self.database.ping)
+            checks["registry"] = "reachable"
+        except Exception as error:
+            checks["registry"] = f"unreachable: {type(error).__name__}"
+        if self.load_problems:
+            checks["load_problems"] = "; ".join(self.load_problems)
+        ready = self.ready and checks["registry"] == "reachable"
+        return Readiness(ready, checks, self.pool.loaded_versions())
 
     async def start(self) -> None:
         if self.pool.worker is not None:

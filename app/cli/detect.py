@@ -17,16 +17,18 @@ from app.cli.models import parse_reference
 from app.cli.output import console, fail
 from app.errors import TswatchError
 from app.registry.factory import open_registry
-from app.serving.inference import PointDetection, SeriesInput, detect_series
+from app.serving.detection import score_all
+from app.serving.inference import ScoredSeries, SeriesInput
 from app.settings import Settings
 from app.training.data.errors import DataValidationError
 from app.training.data.parsing import DEFAULT_TIME_COL, DEFAULT_VALUE_COL
 from app.training.data.prepared import load_training_data
 
 
-def detections_frame(series_id: str, points: list[PointDetection]) -> pd.DataFrame:
-    frame = pd.DataFrame([point.__dict__ for point in points])
-    frame.insert(0, "series", series_id)
+def detections_frame(scored: ScoredSeries) -> pd.DataFrame:
+    """One row per scored point (the fields of `ScoredPoint`), after a `series` column."""
+    frame = pd.DataFrame([point.__dict__ for point in scored.points()])
+    frame.insert(0, "series", scored.item.id)
     return frame
 
 
@@ -83,14 +85,12 @@ def detect(
         )
     except (TswatchError, DataValidationError) as error:
         fail(getattr(error, "detail", str(error)))
-    calibration = loaded.manifest.calibration()
-    frames = []
-    for series in prepared.series:
-        item = SeriesInput(series.id, series.values, series.timestamps)
-        frames.append(
-            detections_frame(series.id, detect_series(loaded.forecaster, calibration, item, sensitivity))
-        )
-    frame = pd.concat(frames, ignore_index=True)
+    items = [SeriesInput(series.id, series.values, series.timestamps) for series in prepared.series]
+    try:
+        scored = score_all(loaded.forecaster, loaded.manifest.calibration(), items, sensitivity)
+    except TswatchError as error:
+        fail(error.detail)
+    frame = pd.concat([detections_frame(series) for series in scored], ignore_index=True)
     frame.to_csv(out, index=False)
     anomalies = int(frame["is_anomaly"].sum())
     console.print(

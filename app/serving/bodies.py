@@ -1,7 +1,7 @@
 """Forecast requests answered from their raw bodies where the model runs, so the event loop only forwards bytes.
 
-`AnswerBodies` is the shape of the function that parses, checks, forecasts, shapes and encodes:
-`app.serving.forecast_answers.answer_forecasts`, called in the inference worker process or on the inference
+`AnswerBodies` is the shape of the function that parses, checks, forecasts, shapes and encodes; the API supplies
+it (`app.api.forecast_answers.answer_forecasts`), called in the inference worker process or on the inference
 thread. A body it cannot parse is answered `reparse`: the API then parses it itself, exactly as for any other
 route, so clients see the same validation errors everywhere.
 """

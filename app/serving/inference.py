@@ -7,11 +7,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.anomaly import CalibrationSet, DetectionResult, ResidualDetector
+from app.anomaly.points import ScoredPoint
 from app.errors import InvalidInputError
 from app.forecasting.calendar import future_timestamps
 from app.forecasting.forecaster import Forecaster
 from app.forecasting.quantiles import interval_interpolation
 from app.forecasting.windows import sliding_windows
+from app.timestamps import datetime64s_to_naive
 
 
 @dataclass(frozen=True)
@@ -35,19 +37,6 @@ class ShapedForecasts:
     mean: np.ndarray  # [n, H]
     intervals: list[Interval]
     timestamps: list[np.ndarray | None]  # per series: [H] or None
-
-
-@dataclass(frozen=True)
-class PointDetection:
-    index: int
-    timestamp: np.datetime64 | None
-    value: float
-    expected: float | None
-    lower: float | None
-    upper: float | None
-    score: float | None
-    is_anomaly: bool
-    direction: str | None
 
 
 def check_inputs(forecaster: Forecaster, series: list[SeriesInput], minimum_extra: int = 0) -> None:
@@ -147,8 +136,9 @@ def forecast_timestamps(item: SeriesInput, position: int, frequency: str, horizo
         ) from None
 
 
-def _optional(value: float) -> float | None:
-    return None if np.isnan(value) else float(value)
+def _optional(values: np.ndarray) -> list[float | None]:
+    """Floats with NaN as None: [n] -> n entries."""
+    return [None if value != value else value for value in values.tolist()]  # NaN != NaN
 
 
 # Windows per chunk of detection work: the windows, calendar inputs and forward passes of one chunk are all that
@@ -193,7 +183,9 @@ def lead_one_quantiles(
 
 @dataclass(frozen=True)
 class ScoredSeries:
-    """One series' detection as arrays (cheap for long series); `points` gives entries for a range."""
+    """One series' detection in columnar form: the fields of `ScoredPoint` as arrays (cheap for long series).
+
+    `points` materialises `ScoredPoint`s for a range, where per-point objects are really needed."""
 
     item: SeriesInput
     result: DetectionResult
@@ -205,21 +197,26 @@ class ScoredSeries:
     def __len__(self) -> int:
         return len(self.item.values)
 
-    def points(self, start: int = 0, stop: int | None = None) -> list[PointDetection]:
+    def points(self, start: int = 0, stop: int | None = None) -> list[ScoredPoint]:
         item, result = self.item, self.result
+        span = slice(start, len(self) if stop is None else min(stop, len(self)))
+        count = len(item.values[span])
+        stamps = [None] * count if item.timestamps is None else datetime64s_to_naive(item.timestamps[span])
         return [
-            PointDetection(
-                index=index,
-                timestamp=None if item.timestamps is None else item.timestamps[index],
-                value=float(item.values[index]),
-                expected=_optional(result.expected[index]),
-                lower=_optional(result.lower[index]),
-                upper=_optional(result.upper[index]),
-                score=_optional(result.score[index]),
-                is_anomaly=bool(result.is_anomaly[index]),
-                direction=result.direction[index],
+            ScoredPoint(start + k, *fields)
+            for k, fields in enumerate(
+                zip(
+                    stamps,
+                    item.values[span].tolist(),
+                    _optional(result.expected[span]),
+                    _optional(result.lower[span]),
+                    _optional(result.upper[span]),
+                    _optional(result.score[span]),
+                    result.is_anomaly[span].tolist(),
+                    list(result.direction[span]),
+                    strict=True,
+                )
             )
-            for index in range(start, len(item.values) if stop is None else min(stop, len(item.values)))
         ]
 
 
@@ -236,10 +233,3 @@ def score_series(
         item.values, quantiles, forecaster.spec.quantiles, item.id
     )
     return ScoredSeries(item, result)
-
-
-def detect_series(
-    forecaster: Forecaster, calibration: CalibrationSet, item: SeriesInput, sensitivity: float
-) -> list[PointDetection]:
-    """`score_series` as one entry per point."""
-    return score_series(forecaster, calibration, item, sensitivity).points()

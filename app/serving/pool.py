@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 
@@ -79,11 +79,11 @@ def worker_key(name: str, version: int) -> str:
 class ModelPool:
     registry: Registry
     executor: ThreadPoolExecutor
+    answer: AnswerBodies  # answers forecast request bodies on the inference thread (app.api supplies it)
     batch_max_wait: float = 0.002
     batch_max_size: int = 256
     hooks: PoolHooks = field(default_factory=PoolHooks)
-    answer: AnswerBodies | None = None  # answers forecast request bodies (app.api supplies it)
-    worker: InferenceWorker | None = None  # runs `answer` in a child process; None: the inference thread does
+    worker: InferenceWorker | None = None  # answers in a child process; None: the inference thread does
     max_unrouted: int = 4  # loaded versions that no route points at (see the module docstring); at least 1
     detect_executor: ThreadPoolExecutor | None = None  # detection's own thread; None: the inference thread
     _models: dict[tuple[str, int], ServedModel] = field(default_factory=dict)
@@ -97,26 +97,24 @@ class ModelPool:
         if self.max_unrouted < 1:
             raise ValueError(f"max_unrouted must be at least 1; got {self.max_unrouted}")
 
-    async def run(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Blocking registry work (database, files) in a worker thread, away from the inference thread."""
-        return await run_blocking(function, *args, **kwargs)
-
-    async def infer(self, function: Callable[..., Any], *args: Any) -> Any:
+    async def infer(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """CPU-bound model work on the single inference thread, so torch never competes with itself."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+        job = partial(function, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, job)
 
-    async def detect(self, function: Callable[..., Any], *args: Any) -> Any:
+    async def detect(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Batch detection on its own thread: a long series never queues stream scoring or forecasts behind it."""
         executor = self.detect_executor or self.executor
-        return await asyncio.get_running_loop().run_in_executor(executor, function, *args)
+        job = partial(function, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(executor, job)
 
     async def get(self, name: str, version: int | None = None, alias: str | None = None) -> ServedModel:
         if version is not None:
-            info = await self.run(self.registry.get_version, name, version)
+            info = await run_blocking(self.registry.get_version, name, version)
             return await self._use(await self._ensure(info), evict=True)
         selector = (name, alias)
         if selector not in self._routes:
-            info = await self.run(self.registry.resolve, name, None, alias)
+            info = await run_blocking(self.registry.resolve, name, None, alias)
             served = await self._ensure(info)
             self._routes[selector] = served.version
             return await self._use(served, evict=True)
@@ -154,11 +152,11 @@ class ModelPool:
         return self._models[key]
 
     async def _load(self, info: VersionInfo) -> ServedModel:
-        stamp = await self.run(load_stamp, info)
+        stamp = await run_blocking(load_stamp, info)
         if (known := self._failures.recall(info, stamp)) is not None:
             raise known  # not read nor hashed again: nothing it depends on changed
         try:
-            loaded = await self.run(self._load_and_warm, info)
+            loaded = await run_blocking(self._load_and_warm, info)
             run_batch = await self._batch_runner(loaded)
         except TswatchError as error:
             self.hooks.on_load(info.name, info.version, False)
@@ -177,13 +175,10 @@ class ModelPool:
             key = worker_key(loaded.name, loaded.version)
             await self.worker.load(key, loaded.forecaster)
             return self._observed(partial(self.worker.answer, key, ref))
-        answer = self.answer
 
         def run_in_thread(bodies: list[bytes]) -> asyncio.Future[list[BodyReply]]:
-            if answer is None:
-                raise RuntimeError("this model pool was built without a forecast body handler")
             loop = asyncio.get_running_loop()
-            return loop.run_in_executor(self.executor, answer, loaded.forecaster, ref, bodies)
+            return loop.run_in_executor(self.executor, self.answer, loaded.forecaster, ref, bodies)
 
         return self._observed(run_in_thread)
 
@@ -215,7 +210,7 @@ class ModelPool:
     async def load_defaults(self) -> list[str]:
         """Load the default version of every registered model; returns the problems met."""
         problems = []
-        for model in await self.run(self.registry.list_models):
+        for model in await run_blocking(self.registry.list_models):
             try:
                 await self.get(model.name)
             except TswatchError as error:
@@ -228,7 +223,7 @@ class ModelPool:
         for selector, current in list(self._routes.items()):
             name, alias = selector
             try:
-                info = await self.run(self.registry.resolve, name, None, alias)
+                info = await run_blocking(self.registry.resolve, name, None, alias)
             except NotFoundError:
                 # The alias (or model) is gone: forget the route, so requests for it get a 404 again.
                 self._routes.pop(selector, None)
@@ -254,7 +249,7 @@ class ModelPool:
         (that failure was reported then; the watcher does not re-read and re-hash it every poll)."""
         if (info.name, info.version) in self._models:
             return False
-        return self._failures.recall(info, await self.run(load_stamp, info)) is not None
+        return self._failures.recall(info, await run_blocking(load_stamp, info)) is not None
 
     def loaded_versions(self) -> list[tuple[str, int]]:
         return sorted(self._models)

@@ -1,5 +1,9 @@
 """The server's side of the inference worker (`app.serving.worker`): start it, load models, forecast, restart.
 
+The worker process runs `python -m <module> --fd N --threads T`; `module` is the process's program, given to
+`InferenceWorker` by the wiring (`app.api.services` passes `app.api.inference_worker`), which hands the frame loop
+its `AnswerBodies` function. Serving itself never names the wire layer that answers the bodies.
+
 Requests and replies are matched by id, so many batches can be in flight. If the worker dies, the requests it
 held fail with 503, it is restarted after a short pause and every model it had is loaded again; nothing in the
 server process is lost with it.
@@ -57,10 +61,12 @@ def body_replies(frame: Frame) -> list[BodyReply]:
 class InferenceWorker:
     def __init__(
         self,
+        module: str,
         threads: int = 1,
         restart_delay: float = 0.5,
         on_restart: Callable[[], None] | None = None,
     ) -> None:
+        self._module = module  # run with `python -m`: the worker process's program
         self._threads = threads
         self._on_restart = on_restart or (lambda: None)
         self._restart_delay = restart_delay
@@ -85,7 +91,7 @@ class InferenceWorker:
     async def start(self) -> None:
         parent, child = socket.socketpair()
         with child:
-            command = [sys.executable, "-m", "app.serving.worker", "--fd", str(child.fileno())]
+            command = [sys.executable, "-m", self._module, "--fd", str(child.fileno())]
             command += ["--threads", str(self._threads)]
             self._process = subprocess.Popen(command, pass_fds=(child.fileno(),), start_new_session=True)
         reader, self._writer = await asyncio.open_unix_connection(sock=parent)

@@ -1,4 +1,4 @@
-"""The inference worker: a child process that runs batched forecasts for the server.
+"""The inference worker's frame loop: a child process that runs batched forecasts for the server.
 
 The server's event loop and torch would otherwise share one GIL; every torch call hands it back and forth with
 the loop. In a child process the model computes on another core while the loop only parses and answers HTTP.
@@ -7,7 +7,8 @@ safetensors weights (strict loading, no pickle), and answers `load`, `unload` an
 request bodies, see `app.serving.bodies`) in order. It exits when the server's end of the socket closes, so it
 never outlives the server (even after `kill -9`).
 
-    python -m app.serving.worker --fd N [--threads T]
+The loop knows no wire format: `answer` frames go to the `AnswerBodies` function its program passes to `run`.
+The program is the API's (`python -m app.api.inference_worker --fd N [--threads T]`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from safetensors.torch import load as load_safetensors
 from app.forecasting.forecaster import Forecaster, ForecasterSpec
 from app.registry.loading import build_forecaster
 from app.serving.bodies import AnswerBodies
-from app.serving.forecast_answers import answer_forecasts
 from app.serving.frames import Frame, encode_frame, read_frame
 
 
@@ -39,10 +39,8 @@ def load_model(frame: Frame) -> Forecaster:
     return forecaster
 
 
-def answer(models: dict[str, Forecaster], frame: Frame, answer_bodies: AnswerBodies | None) -> bytes:
+def answer(models: dict[str, Forecaster], frame: Frame, answer_bodies: AnswerBodies) -> bytes:
     """Answer raw request bodies: [sizes] of concatenated bytes -> per body a reply (+ concatenated ok bodies)."""
-    if answer_bodies is None:
-        raise ValueError("this worker has no forecast body handler")
     blob = frame.arrays[0].tobytes()
     offsets = itertools.accumulate(frame.header["sizes"], initial=0)
     bodies = [blob[start:end] for start, end in itertools.pairwise(offsets)]
@@ -55,7 +53,7 @@ def answer(models: dict[str, Forecaster], frame: Frame, answer_bodies: AnswerBod
     return encode_frame({"id": frame.header.get("id"), "replies": described}, [payload])
 
 
-def handle(models: dict[str, Forecaster], frame: Frame, answer_bodies: AnswerBodies | None = None) -> bytes:
+def handle(models: dict[str, Forecaster], frame: Frame, answer_bodies: AnswerBodies) -> bytes:
     header: dict[str, Any] = {"id": frame.header.get("id")}
     op = frame.header.get("op")
     try:
@@ -72,7 +70,8 @@ def handle(models: dict[str, Forecaster], frame: Frame, answer_bodies: AnswerBod
     return encode_frame(header)
 
 
-def serve(sock: socket.socket, answer_bodies: AnswerBodies | None = None) -> None:
+def serve(answer_bodies: AnswerBodies, sock: socket.socket) -> None:
+    """Answer the frames read from `sock` in order until the server closes its end."""
     models: dict[str, Forecaster] = {}
     with sock, sock.makefile("rb") as reader, sock.makefile("wb") as writer:
         while (frame := read_frame(reader)) is not None:
@@ -80,15 +79,12 @@ def serve(sock: socket.socket, answer_bodies: AnswerBodies | None = None) -> Non
             writer.flush()
 
 
-def main(argv: list[str] | None = None) -> None:
+def run(answer_bodies: AnswerBodies, argv: list[str] | None = None) -> None:
+    """The worker process: read `--fd` / `--threads` from `argv`, then serve `answer_bodies` on that socket."""
     parser = argparse.ArgumentParser(description="tswatch inference worker (started by `tswatch serve`)")
     parser.add_argument("--fd", type=int, required=True, help="file descriptor of the socket to the server")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server drains on Ctrl-C and still needs its worker
     torch.set_num_threads(args.threads)
-    serve(socket.socket(fileno=args.fd), answer_forecasts)
-
-
-if __name__ == "__main__":
-    main()
+    serve(answer_bodies, socket.socket(fileno=args.fd))

@@ -7,9 +7,9 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 
+from app.anomaly.points import ScoredPoint
 from app.storage.database import Database
 from app.storage.tables.streams import StreamEpisodeRow, StreamPointRow, StreamRow
-from app.streams.scoring import ScoredPoint
 
 
 @dataclass(frozen=True)

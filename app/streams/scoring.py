@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
@@ -53,6 +52,7 @@ from app.anomaly import (
     SpreadResidualScorer,
     sensitivity_to_alpha,
 )
+from app.anomaly.points import ScoredPoint
 from app.anomaly.residuals import DOWN, UP, validate_levels
 from app.anomaly.sensitivity import score_threshold, validate_sensitivity
 from app.errors import InvalidInputError
@@ -63,21 +63,6 @@ from app.timestamps import datetime64_to_naive, to_state_iso
 
 STATE_KIND = "StreamScorer"
 STATE_VERSION = 1
-
-
-@dataclass(frozen=True)
-class ScoredPoint:
-    """One appended point with its lead-1 forecast and calibrated score (None while the history fills)."""
-
-    index: int  # position in the stream (0-based, counting every point ever appended)
-    timestamp: datetime  # naive UTC
-    value: float
-    expected: float | None
-    lower: float | None
-    upper: float | None
-    score: float | None
-    is_anomaly: bool
-    direction: str | None  # "up" / "down" when anomalous, else None
 
 
 class StreamScorer:

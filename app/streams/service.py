@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from app.anomaly import AlarmEvent, Episode
 from app.anomaly.episodes import EventKind
+from app.anomaly.points import ScoredPoint
 from app.anomaly.sensitivity import DEFAULT_SENSITIVITY, validate_sensitivity
 from app.concurrency import run_blocking
 from app.errors import ConflictError, InvalidInputError, NotFoundError, TswatchError
@@ -35,7 +36,7 @@ from app.storage.database import Database
 from app.storage.tables.streams import StreamEpisodeRow, StreamPointRow, StreamRow
 from app.streams.locks import LockRegistry
 from app.streams.queries import StreamSummary, latest_points, stream_summaries
-from app.streams.scoring import ScoredPoint, StreamScorer
+from app.streams.scoring import StreamScorer
 from app.timestamps import from_state_iso, utc_now
 
 MAX_STREAM_ID = 200
@@ -138,7 +139,7 @@ class StreamService:
         await self.pool.get(model, version=version, alias=alias)  # 404 when it does not resolve
         async with self._locks.hold(stream_id):
             self._scorers.pop(stream_id, None)
-            created = await self.pool.run(self._write_config, stream_id, model, alias, version, value)
+            created = await run_blocking(self._write_config, stream_id, model, alias, version, value)
             return await self.get(stream_id), created
 
     def _write_config(
@@ -161,13 +162,13 @@ class StreamService:
             return created
 
     async def get(self, stream_id: str) -> StreamInfo:
-        loaded = await self.pool.run(self._load, stream_id)
+        loaded = await run_blocking(self._load, stream_id)
         return _info(loaded.row, loaded.open_episode)
 
     async def delete(self, stream_id: str) -> None:
         async with self._locks.hold(stream_id):
             self._scorers.pop(stream_id, None)
-            await self.pool.run(self._delete, stream_id)
+            await run_blocking(self._delete, stream_id)
 
     def _delete(self, stream_id: str) -> None:
         with self.database.session() as session:
@@ -179,7 +180,7 @@ class StreamService:
 
     async def anomalies(self, stream_id: str, since: datetime | None = None) -> list[EpisodeInfo]:
         """Episodes still open or resolved at/after `since` (all when None), oldest first."""
-        return await self.pool.run(self._episodes, stream_id, since)
+        return await run_blocking(self._episodes, stream_id, since)
 
     def _episodes(self, stream_id: str, since: datetime | None) -> list[EpisodeInfo]:
         with self.database.session() as session:
@@ -211,7 +212,7 @@ class StreamService:
         async with self._locks.hold(stream_id):
             row = await self._checked_row(stream_id, points)
             staged = await self._stage(stream_id, points, row)
-            revision, stream = await self.pool.run(self._persist, staged)
+            revision, stream = await run_blocking(self._persist, staged)
             self._remember(stream_id, revision, staged.scorer)
         changes = [(event.kind, event_info(event.episode)) for event in staged.events]
         return AppendResult(stream, staged.model_name, staged.model_version, staged.points, changes)
@@ -267,7 +268,7 @@ class StreamService:
             raise InvalidInputError("each stream may appear once per batch", fields={"field": "points"})
         async with self._locks.hold_all(ids):  # sorted: one global order, no deadlock between batches
             staged = [await self._stage_named(stream_id, points) for stream_id, points in batches]
-            written = await self.pool.run(self._persist_many, staged, in_transaction)
+            written = await run_blocking(self._persist_many, staged, in_transaction)
             for item, (revision, _) in zip(staged, written, strict=True):
                 self._remember(item.stream_id, revision, item.scorer)
         results = []
@@ -285,7 +286,7 @@ class StreamService:
         return await self._stage(stream_id, points, row)
 
     async def _checked_row(self, stream_id: str, points: Sequence[tuple[datetime, float]]) -> StreamRow:
-        row = (await self.pool.run(self._load, stream_id)).row
+        row = (await run_blocking(self._load, stream_id)).row
         check_points(points, row.last_timestamp)
         return row
 

@@ -20,9 +20,9 @@ from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from app.anomaly import AlarmEvent, Episode
+from app.anomaly.points import ScoredPoint
 from app.storage.database import Database
 from app.storage.tables.webhooks import DeliveryRow, EndpointRow, MessageRow
-from app.streams.scoring import ScoredPoint
 from app.streams.service import StagedAppend
 from app.timestamps import from_state_iso, to_iso_z, utc_now
 

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from fastapi.exceptions import RequestValidationError
 
+from app.api.forecast_answers import answer_forecasts
 from app.api.forecast_parsing import canonical_body, is_json_media_type, parse_forecast_body
 from app.forecasting.forecaster import Forecaster
 from app.registry.factory import open_registry
-from app.serving.forecast_answers import answer_forecasts
 from app.settings import Settings
 
 MODEL = {"name": "tiny", "version": 1}

@@ -1,4 +1,6 @@
-"""Detection in bounded chunks gives exactly the unchunked result; the per-request cap refuses before work."""
+"""Detection in bounded chunks gives exactly the unchunked result; the per-request cap refuses before work.
+
+(The chunked encoding of the answer is tested with the wire layer, tests/api/test_detect_wire.py.)"""
 
 from __future__ import annotations
 
@@ -6,12 +8,9 @@ import numpy as np
 import pytest
 
 from app.anomaly import CalibrationSet, ResidualDetector
-from app.api.schemas.common import ModelRef
-from app.api.schemas.forecasts import DetectResponse, SeriesDetection
 from app.errors import PayloadTooLargeError
-from app.serving.detect_answers import check_detect_size, encode_detections
+from app.serving.detection import check_detect_size
 from app.serving.inference import SeriesInput, lead_one_quantiles, score_series
-from app.timestamps import datetime64_to_aware_utc
 
 from ..streams.helpers import hourly_series, normal_calibrator, random_forecaster
 
@@ -52,44 +51,6 @@ def test_chunked_scores_equal_the_unchunked_ones() -> None:
         np.testing.assert_array_equal(getattr(scored.result, field), getattr(expected, field))
     assert list(scored.result.direction) == list(expected.direction)
     assert scored.anomalies == int(expected.is_anomaly.sum())
-
-
-def unchunked_answer(scored: list, sensitivity: float) -> bytes:
-    """Today's encoding: every point validated into one `DetectResponse`."""
-    results = []
-    for series in scored:
-        stamps = series.item.timestamps
-        aware = None if stamps is None else datetime64_to_aware_utc(stamps)
-        points = [
-            {**p.__dict__, "timestamp": None if aware is None else aware[p.index]} for p in series.points()
-        ]
-        results.append(
-            SeriesDetection.model_validate(
-                {"id": series.item.id, "anomalies": series.anomalies, "points": points}
-            )
-        )
-    answer = DetectResponse(
-        model=ModelRef(name="m", version=3),
-        sensitivity=sensitivity,
-        alpha=10 ** (3 * sensitivity - 4),
-        results=results,
-    )
-    return answer.model_dump_json().encode()
-
-
-@pytest.mark.parametrize("chunk_points", [7, 100, 4096])
-def test_chunked_encoding_equals_one_response_model(chunk_points: int) -> None:
-    forecaster, calibration = random_forecaster(window=24), CalibrationSet(normal_calibrator())
-    scored = [
-        score_series(forecaster, calibration, series_input(250, seed=1, name="a"), 1.0),
-        score_series(
-            random_forecaster(window=24, calendar=False),
-            calibration,
-            series_input(90, stamps=False, name="b"),
-            1.0,
-        ),
-    ]
-    assert encode_detections("m", 3, 1.0, scored, chunk_points) == unchunked_answer(scored, 1.0)
 
 
 def test_over_the_cap_is_refused_with_the_limit_and_the_count() -> None:

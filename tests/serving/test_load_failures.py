@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
+from app.api.forecast_answers import answer_forecasts
 from app.registry.artifacts import WEIGHTS_FILE, ArtifactIntegrityError
 from app.registry.factory import open_registry
 from app.registry.store import Registry
-from app.serving.forecast_answers import answer_forecasts
 from app.serving.pool import ModelPool, PoolHooks
 from app.settings import Settings
 from app.storage.tables.registry import VersionRow
@@ -40,7 +40,7 @@ def run_with_pool(
     hooks = PoolHooks(on_load=lambda name, version, ok: loads.append((name, version, ok)))
 
     async def main(executor: ThreadPoolExecutor) -> None:
-        pool = ModelPool(registry, executor, hooks=hooks, answer=answer_forecasts)
+        pool = ModelPool(registry, executor, answer_forecasts, hooks=hooks)
         try:
             await scenario(pool, registry)
         finally:

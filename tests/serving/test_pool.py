@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from app.api import inference_worker
+from app.api.forecast_answers import answer_forecasts
 from app.api.metrics import ApiMetrics
 from app.registry.factory import open_registry
-from app.serving.forecast_answers import answer_forecasts
 from app.serving.pool import ModelPool, PoolHooks
 from app.serving.remote import InferenceUnavailableError, InferenceWorker
 from app.settings import Settings
@@ -42,9 +43,9 @@ def test_an_explicit_version_is_unloaded_by_the_lru_rule_and_loaded_again_on_req
         metrics.model_loaded(name, version, ok)
 
     async def scenario(executor: ThreadPoolExecutor) -> None:
-        worker = InferenceWorker(threads=1)
+        worker = InferenceWorker(inference_worker.__name__, threads=1)
         hooks = PoolHooks(on_load=on_load, on_unload=metrics.model_unloaded)
-        pool = ModelPool(registry, executor, hooks=hooks, worker=worker, max_unrouted=1)
+        pool = ModelPool(registry, executor, answer_forecasts, hooks=hooks, worker=worker, max_unrouted=1)
         await worker.start()
         try:
             v2 = await pool.get("tiny", version=2)  # ?version=2: loaded, no route points at it
@@ -81,7 +82,7 @@ def test_a_version_left_behind_by_an_alias_move_counts_as_unrouted(models_dir: P
 
     async def scenario(executor: ThreadPoolExecutor) -> None:
         hooks = PoolHooks(on_unload=lambda name, version: unloaded.append((name, version)))
-        pool = ModelPool(registry, executor, hooks=hooks, answer=answer_forecasts, max_unrouted=1)
+        pool = ModelPool(registry, executor, answer_forecasts, hooks=hooks, max_unrouted=1)
         try:
             assert (await pool.get("tiny", alias="production")).version == 1
             await pool.get("tiny", version=2)
@@ -105,5 +106,5 @@ def test_a_version_left_behind_by_an_alias_move_counts_as_unrouted(models_dir: P
 def test_max_unrouted_must_keep_at_least_one_version(tiny_models_dir: Path) -> None:
     registry = open_registry(Settings(models_dir=tiny_models_dir))
     with ThreadPoolExecutor(max_workers=1) as executor, pytest.raises(ValueError, match="at least 1"):
-        ModelPool(registry, executor, max_unrouted=0)
+        ModelPool(registry, executor, answer_forecasts, max_unrouted=0)
     registry.database.dispose()

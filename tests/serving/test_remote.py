@@ -12,10 +12,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from app.api import inference_worker
+from app.api.forecast_answers import answer_forecasts
 from app.forecasting.forecaster import Forecaster
 from app.registry.factory import open_registry
 from app.serving.bodies import BodyReply
-from app.serving.forecast_answers import answer_forecasts
 from app.serving.remote import InferenceUnavailableError, InferenceWorker
 from app.settings import Settings
 
@@ -60,7 +61,7 @@ def same_answers(remote: list[BodyReply], local: list[BodyReply]) -> None:
 
 def with_worker(test: Callable[[InferenceWorker], Coroutine[Any, Any, None]]) -> None:
     async def run() -> None:
-        worker = InferenceWorker(threads=1, restart_delay=0.1)
+        worker = InferenceWorker(inference_worker.__name__, threads=1, restart_delay=0.1)
         await worker.start()
         try:
             await test(worker)

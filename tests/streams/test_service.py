@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from app.api.forecast_answers import answer_forecasts
 from app.errors import ConflictError, InvalidInputError, NotFoundError
 from app.registry.factory import open_registry
 from app.serving.pool import ModelPool
@@ -31,7 +32,7 @@ def run_with_service(models_dir: Path, scenario: Callable[[StreamService], Await
         settings = Settings(models_dir=models_dir)
         database = open_database(settings)
         executor = ThreadPoolExecutor(max_workers=1)
-        pool = ModelPool(open_registry(settings, database), executor)
+        pool = ModelPool(open_registry(settings, database), executor, answer_forecasts)
         try:
             return await scenario(StreamService(database, pool, Outbox(database).record_alarms))
         finally:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
+from app.api.forecast_answers import answer_forecasts
 from app.errors import ConflictError
 from app.registry.factory import open_registry
 from app.serving.pool import ModelPool
@@ -44,7 +45,7 @@ def run_with_ingest(models_dir: Path, scenario: Callable[[PointIngest], Awaitabl
         settings = Settings(models_dir=models_dir)
         database = open_database(settings)
         executor = ThreadPoolExecutor(max_workers=1)
-        pool = ModelPool(open_registry(settings, database), executor)
+        pool = ModelPool(open_registry(settings, database), executor, answer_forecasts)
         streams = StreamService(database, pool, Outbox(database).record_alarms)
         try:
             return await scenario(

@@ -8,14 +8,13 @@ from starlette.background import BackgroundTask
 
 from app.api.auth_first import AuthenticatedRoute
 from app.api.deps import ReadAccess, ServicesDep
+from app.api.detect_wire import DETECT_BODY_OPENAPI, detection_parts, parse_detect_body
 from app.api.forecast_parsing import FORECAST_BODY_OPENAPI, canonical_body, is_json_media_type
-from app.api.schemas.forecasts import DetectRequest, DetectResponse, ForecastResponse
+from app.api.schemas.forecasts import DetectResponse, ForecastResponse
 from app.api.selection import SELECTION_PARAMETERS, parse_selection
 from app.concurrency import run_blocking
 from app.errors import InvalidInputError
-from app.serving.detect_answers import check_detect_size, detection_parts, release_free_memory
-from app.serving.forecast_answers import to_inputs
-from app.serving.inference import ScoredSeries, check_inputs, score_series
+from app.serving.detection import release_free_memory
 from app.serving.pool import ModelPool, ServedModel
 
 router = APIRouter(prefix="/v1/models", tags=["forecasting"], route_class=AuthenticatedRoute)
@@ -26,11 +25,6 @@ LARGE_DETECT_POINTS = 20_000  # detections at least this big are streamed, then 
 async def select_model(pool: ModelPool, request: Request, name: str) -> ServedModel:
     """The version `?version` / `?alias` (default: production, else latest) of model `name` names."""
     selection = parse_selection(request)
-    if selection.version is not None and selection.alias is not None:
-        raise InvalidInputError(
-            "pass either ?version or ?alias, not both",
-            fields={"version": selection.version, "alias": selection.alias},
-        )
     return await pool.get(name, version=selection.version, alias=selection.alias)
 
 
@@ -54,28 +48,25 @@ async def create_forecast(_: ReadAccess, services: ServicesDep, name: str, reque
     return Response(reply.body, media_type="application/json")
 
 
-@router.post("/{name}/detect", response_model=DetectResponse, openapi_extra=SELECTION_PARAMETERS)
-async def detect_anomalies(
-    _: ReadAccess, services: ServicesDep, name: str, request: Request, body: DetectRequest
-) -> Response:
+@router.post(
+    "/{name}/detect",
+    response_model=DetectResponse,
+    openapi_extra={**SELECTION_PARAMETERS, **DETECT_BODY_OPENAPI},
+)
+async def detect_anomalies(_: ReadAccess, services: ServicesDep, name: str, request: Request) -> Response:
     """Score every point against its one-step-ahead forecast; flag calibrated outliers.
 
-    At most `TSWATCH_MAX_DETECT_POINTS` points per request (413 beyond); the scoring runs on the detection
-    thread, so streams and forecasts keep answering meanwhile."""
-    served = await select_model(services.pool, request, name)
-    forecaster = served.loaded.forecaster
-    series = to_inputs(body.series)
-    check_detect_size(series, services.settings.max_detect_points)
-    check_inputs(forecaster, series, minimum_extra=1)
-    scored: list[ScoredSeries] = []
-    for item in series:
-        detection = await services.pool.detect(
-            score_series, forecaster, served.calibration, item, body.sensitivity
-        )
-        services.metrics.anomalies(served.name, served.version, detection.anomalies)
-        scored.append(detection)
-    parts = detection_parts(served.name, served.version, body.sensitivity, scored)
-    if sum(len(item) for item in scored) < LARGE_DETECT_POINTS:
+    At most `TSWATCH_MAX_DETECT_POINTS` points per request (413 beyond); the body is parsed off the event loop
+    and the scoring runs on the detection thread, so streams and forecasts keep answering meanwhile."""
+    body, content_type = await request.body(), request.headers.get("content-type")
+    sensitivity, series = await run_blocking(parse_detect_body, content_type, body)
+    del body  # the raw bytes are not needed while scoring
+    selection = parse_selection(request)
+    detection = await services.detection.detect(
+        name, series, sensitivity, version=selection.version, alias=selection.alias
+    )
+    parts = detection_parts(detection.name, detection.version, detection.sensitivity, detection.series)
+    if detection.points < LARGE_DETECT_POINTS:
         return Response(await run_blocking(b"".join, parts), media_type="application/json")
     # encoded piece by piece while sent (never the whole answer in memory); then freed pages go back to the OS
     return StreamingResponse(

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from app.anomaly.points import ScoredPoint
 from app.api.schemas.common import (
     FiniteFloat,
     ModelRef,
@@ -14,7 +15,6 @@ from app.api.schemas.common import (
     VersionNumber,
     check_range,
 )
-from app.streams.scoring import ScoredPoint
 from app.streams.service import EpisodeInfo, StreamInfo
 from app.timestamps import as_aware_utc, to_naive_utc
 

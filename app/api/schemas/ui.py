@@ -6,9 +6,9 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from app.anomaly.points import ScoredPoint
 from app.registry.recent import RecentData
 from app.streams.queries import StreamSummary
-from app.streams.scoring import ScoredPoint
 from app.timestamps import as_aware_utc
 
 

@@ -1,4 +1,9 @@
-"""The detection answer: scored series in, the encoded `DetectResponse` JSON out, built in bounded chunks.
+"""The `/detect` wire layer: the raw request body parsed off the event loop, the `DetectResponse` JSON encoded in
+bounded chunks.
+
+A 200,000-point body parsed on the event loop (as FastAPI parses typed route bodies) stalls every concurrent
+request for a third of a second or more: `parse_detect_body` runs in a worker thread (`run_blocking`) and
+refuses a body with exactly FastAPI's 4xx (`app.api.body_parsing`); `DETECT_BODY_OPENAPI` declares the body.
 
 A 200,000-point answer validated as one `DetectResponse` holds every point as a Python object at once (hundreds
 of MB) and keeps the GIL for the whole validation. Here the points are validated and encoded `chunk_points` at
@@ -8,36 +13,29 @@ answer can be streamed piece by piece (`detection_parts`).
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Final
 
 from pydantic import TypeAdapter
 
 from app.anomaly import sensitivity_to_alpha
+from app.api.body_parsing import parse_body, request_body_openapi
+from app.api.forecast_answers import to_inputs
 from app.api.schemas.common import ModelRef
-from app.api.schemas.forecasts import DetectedPoint, DetectResponse, SeriesDetection
-from app.errors import PayloadTooLargeError
+from app.api.schemas.forecasts import DetectedPoint, DetectRequest, DetectResponse, SeriesDetection
 from app.serving.inference import ScoredSeries, SeriesInput
 from app.timestamps import datetime64_to_aware_utc
 
-logger = logging.getLogger("tswatch.serving")
-
 ENCODE_CHUNK_POINTS = 4096
 _POINTS = TypeAdapter(list[DetectedPoint])
+DETECT_BODY_OPENAPI: Final = request_body_openapi(DetectRequest)
 
 
-def check_detect_size(series: list[SeriesInput], limit: int) -> None:
-    """Refuse (413) a detect request with more than `limit` points in all, before any work is done."""
-    total = sum(len(item.values) for item in series)
-    if total > limit:
-        raise PayloadTooLargeError(
-            f"this request has {total} points in all; detection accepts at most {limit} per request "
-            "(TSWATCH_MAX_DETECT_POINTS): split the series into several requests",
-            fields={"points": total, "limit": limit},
-        )
+def parse_detect_body(content_type: str | None, body: bytes) -> tuple[float, list[SeriesInput]]:
+    """The request's sensitivity and series as model inputs (blocking: call it in a worker thread). The parsed
+    request's per-value Python objects are dropped here, before the scoring."""
+    request = parse_body(DetectRequest, content_type, body)
+    return request.sensitivity, to_inputs(request.series)
 
 
 def encode_detections(
@@ -91,7 +89,7 @@ def _point_data(series: ScoredSeries, start: int, stop: int) -> list[dict[str, A
     return [
         {
             "index": p.index,
-            "timestamp": None if aware is None else aware[p.index - start],
+            "timestamp": None if aware is None else aware[p.index - start],  # to the second, with a zone
             "value": p.value,
             "expected": p.expected,
             "lower": p.lower,
@@ -102,21 +100,3 @@ def _point_data(series: ScoredSeries, start: int, stop: int) -> list[dict[str, A
         }
         for p in series.points(start, stop)
     ]
-
-
-def _load_malloc_trim() -> Any:
-    name = ctypes.util.find_library("c")
-    try:
-        return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
-    except OSError:
-        return None
-
-
-_MALLOC_TRIM = _load_malloc_trim()
-
-
-def release_free_memory() -> None:
-    """Give freed heap pages back to the OS (glibc `malloc_trim`): after a large detection, the allocator would
-    otherwise keep the peak resident. A no-op where glibc is not the allocator."""
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)

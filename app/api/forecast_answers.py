@@ -1,11 +1,11 @@
-"""The forecast business function: raw forecast request bodies in, encoded JSON answers out.
+"""The forecast wire layer: raw `/forecast` request bodies in, encoded JSON answers out.
 
-`answer_forecasts` runs where the model runs, for a micro-batch of raw bodies: in the inference worker process
-(`app.serving.worker` calls it directly) or on the inference thread (`ModelPool.answer`). It parses, checks, runs
-one forward pass for every series of every request, shapes the intervals and encodes the JSON answer, so the
-event loop only authenticates, picks the model version and forwards bytes (bench/serve.py). A body the fast parse
-rejects is answered `reparse`: the API parses it itself (`app.api.forecast_parsing`), so clients get the same
-validation errors as on every other route.
+`answer_forecasts` is the `AnswerBodies` the API wires into serving (`app.serving.bodies`); it runs where the model
+runs, for a micro-batch of raw bodies: in the inference worker process (`app.api.inference_worker`) or on the
+inference thread (`ModelPool.answer`). It parses, checks, runs one forward pass for every series of every request,
+shapes the intervals and encodes the JSON answer, so the event loop only authenticates, picks the model version and
+forwards bytes (bench/serve.py). A body the fast parse rejects is answered `reparse`: the API parses it itself
+(`app.api.forecast_parsing`), so clients get the same validation errors as on every other route.
 """
 
 from __future__ import annotations

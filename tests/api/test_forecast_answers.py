@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from app.api.forecast_answers import answer_forecasts
 from app.forecasting.forecaster import Forecaster
 from app.registry.factory import open_registry
-from app.serving.forecast_answers import answer_forecasts
 from app.settings import Settings
 
 MODEL = {"name": "tiny", "version": 1}
