@@ -39,7 +39,12 @@ class PointRecord:
 
 @dataclass(frozen=True)
 class Episode:
-    """One anomalous stretch, from the first flagged point to resolution."""
+    """One anomalous stretch, from the first flagged point to resolution.
+
+    The product's one episode type: the tracker's events, a stream's open alarm, the stored episodes the API
+    lists and the webhook payloads all use it. A stream's episodes carry naive-UTC ISO strings (`to_state_iso`)
+    as timestamps.
+    """
 
     started_at: Timestamp  # first flagged point of the run that opened the episode
     opened_at: Timestamp  # point at which the alarm was raised
@@ -50,8 +55,21 @@ class Episode:
     resolved_at: Timestamp | None = None
 
     @property
+    def peak_timestamp(self) -> Timestamp:
+        return self.peak.timestamp
+
+    @property
     def peak_score(self) -> float:
         return self.peak.score
+
+    @property
+    def peak_value(self) -> float:
+        return self.peak.value
+
+    @property
+    def peak_expected(self) -> float | None:
+        """The peak's forecast median; None when the point had no forecast."""
+        return None if math.isnan(self.peak.expected) else self.peak.expected
 
     @property
     def direction(self) -> str | None:

@@ -16,6 +16,7 @@ calibration, open alarm carried over); see `StreamScorer.from_state`.
 from __future__ import annotations
 
 import json
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from app.anomaly import AlarmEvent, Episode
-from app.anomaly.episodes import EventKind
+from app.anomaly.episodes import PointRecord
 from app.anomaly.points import ScoredPoint
 from app.anomaly.sensitivity import DEFAULT_SENSITIVITY, validate_sensitivity
 from app.concurrency import run_blocking
@@ -37,25 +38,10 @@ from app.storage.tables.streams import StreamEpisodeRow, StreamPointRow, StreamR
 from app.streams.locks import LockRegistry
 from app.streams.queries import StreamSummary, latest_points, stream_summaries
 from app.streams.scoring import StreamScorer
-from app.timestamps import from_state_iso, utc_now
+from app.timestamps import from_state_iso, to_state_iso, utc_now
 
 MAX_STREAM_ID = 200
 MAX_CACHED_SCORERS = 10_000
-
-
-@dataclass(frozen=True)
-class EpisodeInfo:
-    started_at: datetime
-    opened_at: datetime
-    last_flagged_at: datetime
-    resolved_at: datetime | None
-    peak_timestamp: datetime
-    peak_score: float
-    peak_value: float
-    peak_expected: float | None
-    direction: str | None
-    n_points: int
-    n_flagged: int
 
 
 @dataclass(frozen=True)
@@ -70,7 +56,7 @@ class StreamInfo:
     last_timestamp: datetime | None
     point_count: int
     state_model_version: int | None  # version the scoring state was built with
-    open_episode: EpisodeInfo | None
+    open_episode: Episode | None
 
 
 @dataclass(frozen=True)
@@ -79,7 +65,7 @@ class AppendResult:
     model_name: str
     model_version: int
     points: list[ScoredPoint]
-    events: list[tuple[EventKind, EpisodeInfo]]
+    events: list[AlarmEvent]
 
 
 @dataclass(frozen=True)
@@ -105,7 +91,7 @@ TransactionHook = Callable[[Session, list[StagedAppend]], None]
 @dataclass(frozen=True)
 class _Loaded:
     row: StreamRow
-    open_episode: EpisodeInfo | None
+    open_episode: Episode | None
 
 
 class StreamService:
@@ -178,11 +164,11 @@ class StreamService:
             session.execute(delete(StreamEpisodeRow).where(StreamEpisodeRow.stream_id == stream_id))
             session.execute(delete(StreamRow).where(StreamRow.id == stream_id))
 
-    async def anomalies(self, stream_id: str, since: datetime | None = None) -> list[EpisodeInfo]:
+    async def anomalies(self, stream_id: str, since: datetime | None = None) -> list[Episode]:
         """Episodes still open or resolved at/after `since` (all when None), oldest first."""
         return await run_blocking(self._episodes, stream_id, since)
 
-    def _episodes(self, stream_id: str, since: datetime | None) -> list[EpisodeInfo]:
+    def _episodes(self, stream_id: str, since: datetime | None) -> list[Episode]:
         with self.database.session() as session:
             if session.get(StreamRow, stream_id) is None:
                 raise NotFoundError(f"stream {stream_id!r} does not exist")
@@ -192,7 +178,7 @@ class StreamService:
                     or_(StreamEpisodeRow.resolved_at.is_(None), StreamEpisodeRow.resolved_at >= since)
                 )
             rows = session.scalars(query.order_by(StreamEpisodeRow.opened_at)).all()
-            return [_episode_info(row) for row in rows]
+            return [_stored_episode(row) for row in rows]
 
     # ---------------------------------------------------------------- overviews (read-only)
     async def summaries(self) -> list[StreamSummary]:
@@ -214,8 +200,7 @@ class StreamService:
             staged = await self._stage(stream_id, points, row)
             revision, stream = await run_blocking(self._persist, staged)
             self._remember(stream_id, revision, staged.scorer)
-        changes = [(event.kind, event_info(event.episode)) for event in staged.events]
-        return AppendResult(stream, staged.model_name, staged.model_version, staged.points, changes)
+        return AppendResult(stream, staged.model_name, staged.model_version, staged.points, staged.events)
 
     def _score(
         self,
@@ -273,8 +258,7 @@ class StreamService:
                 self._remember(item.stream_id, revision, item.scorer)
         results = []
         for item, (_, info) in zip(staged, written, strict=True):
-            changes = [(event.kind, event_info(event.episode)) for event in item.events]
-            results.append(AppendResult(info, item.model_name, item.model_version, item.points, changes))
+            results.append(AppendResult(info, item.model_name, item.model_version, item.points, item.events))
         return results
 
     async def _stage_named(self, stream_id: str, points: Sequence[tuple[datetime, float]]) -> StagedAppend:
@@ -325,7 +309,7 @@ class StreamService:
         session.add_all(_point_row(loaded.id, point, staged.model_version) for point in scored)
         for event in staged.events:
             _apply_event(session, loaded.id, event)
-        _refresh_open_episode(session, loaded.id, scorer.policy.open_episode)
+        open_row = _refresh_open_episode(session, loaded.id, scorer.policy.open_episode)
         row.state = staged.state
         row.state_model_version = scorer.model_version
         row.point_count = scorer.point_count
@@ -333,8 +317,7 @@ class StreamService:
         row.updated_at = utc_now()
         row.revision += 1
         self.alarm_sink(session, staged)
-        open_episode = scorer.policy.open_episode
-        return row.revision, _info(row, None if open_episode is None else event_info(open_episode))
+        return row.revision, _info(row, None if open_row is None else _stored_episode(open_row))
 
     # ---------------------------------------------------------------- helpers
     def _load(self, stream_id: str) -> _Loaded:
@@ -350,7 +333,7 @@ class StreamService:
                 )
             ).first()
             session.expunge(row)
-            return _Loaded(row, None if episode is None else _episode_info(episode))
+            return _Loaded(row, None if episode is None else _stored_episode(episode))
 
     def _remember(self, stream_id: str, revision: int, scorer: StreamScorer) -> None:
         self._scorers[stream_id] = (revision, scorer)
@@ -424,9 +407,12 @@ def _apply_event(session: Session, stream_id: str, event: AlarmEvent) -> None:
     _refresh_open_episode(session, stream_id, event.episode)
 
 
-def _refresh_open_episode(session: Session, stream_id: str, episode: Episode | None) -> None:
+def _refresh_open_episode(
+    session: Session, stream_id: str, episode: Episode | None
+) -> StreamEpisodeRow | None:
+    """Write `episode`'s current state to its row; the row (None when there is no episode)."""
     if episode is None:
-        return
+        return None
     row = session.scalars(
         select(StreamEpisodeRow).where(
             StreamEpisodeRow.stream_id == stream_id,
@@ -434,13 +420,16 @@ def _refresh_open_episode(session: Session, stream_id: str, episode: Episode | N
         )
     ).first()
     if row is None:  # opened before this stream had an episode row (should not happen); record it now
-        session.add(StreamEpisodeRow(stream_id=stream_id, **_episode_fields(episode)))
-        return
+        row = StreamEpisodeRow(stream_id=stream_id, **_episode_fields(episode))
+        session.add(row)
+        return row
     for key, value in _episode_fields(episode).items():
         setattr(row, key, value)
+    return row
 
 
 def _episode_fields(episode: Episode) -> dict[str, Any]:
+    """The columns of a stream's episode (timestamps are state ISO strings, stored as naive UTC)."""
     peak = episode.peak
     return {
         "started_at": from_state_iso(episode.started_at),
@@ -450,34 +439,43 @@ def _episode_fields(episode: Episode) -> dict[str, Any]:
         "peak_timestamp": from_state_iso(peak.timestamp),
         "peak_score": peak.score,
         "peak_value": peak.value,
-        "peak_expected": None if peak.expected != peak.expected else peak.expected,
+        "peak_expected": episode.peak_expected,
         "direction": peak.direction,
         "n_points": episode.n_points,
         "n_flagged": episode.n_flagged,
     }
 
 
-def event_info(episode: Episode) -> EpisodeInfo:
-    return EpisodeInfo(**_episode_fields(episode))
+def _stored_episode(row: StreamEpisodeRow) -> Episode:
+    """A stored episode as the `Episode` its stream's tracker made (state ISO timestamps).
 
-
-def _episode_info(row: StreamEpisodeRow) -> EpisodeInfo:
-    return EpisodeInfo(
-        started_at=row.started_at,
-        opened_at=row.opened_at,
-        last_flagged_at=row.last_flagged_at,
-        resolved_at=row.resolved_at,
-        peak_timestamp=row.peak_timestamp,
-        peak_score=row.peak_score,
-        peak_value=row.peak_value,
-        peak_expected=row.peak_expected,
+    The row keeps no forecast band for the peak, so `peak.lower` / `peak.upper` are NaN here."""
+    peak = PointRecord(
+        timestamp=to_state_iso(row.peak_timestamp),
+        score=_stored_float(row.peak_score),
         direction=row.direction,
+        value=_stored_float(row.peak_value),
+        expected=_stored_float(row.peak_expected),
+        lower=math.nan,
+        upper=math.nan,
+    )
+    return Episode(
+        started_at=to_state_iso(row.started_at),
+        opened_at=to_state_iso(row.opened_at),
+        last_flagged_at=to_state_iso(row.last_flagged_at),
+        peak=peak,
         n_points=row.n_points,
         n_flagged=row.n_flagged,
+        resolved_at=None if row.resolved_at is None else to_state_iso(row.resolved_at),
     )
 
 
-def _info(row: StreamRow, open_episode: EpisodeInfo | None) -> StreamInfo:
+def _stored_float(value: float | None) -> float:
+    """A nullable float column as the episode's number (NULL = NaN, "unknown")."""
+    return math.nan if value is None else value
+
+
+def _info(row: StreamRow, open_episode: Episode | None) -> StreamInfo:
     return StreamInfo(
         id=row.id,
         model=row.model_name,

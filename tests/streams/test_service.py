@@ -18,6 +18,7 @@ from app.serving.pool import ModelPool
 from app.settings import Settings
 from app.storage.schema import open_database
 from app.streams.service import StreamService
+from app.timestamps import to_state_iso
 from app.webhooks.outbox import Outbox
 
 from .helpers import hourly_series
@@ -120,7 +121,7 @@ def test_restart_continues_with_identical_scores(models_dir: Path, tmp_path: Pat
     first = run_with_service(models_dir, part_one)
     second, episodes = run_with_service(models_dir, part_two)  # new service over the same database
     assert [first, second, episodes] == expected
-    assert any(ep.peak_timestamp == batch(150, 1)[0][0] for ep in episodes)
+    assert any(ep.peak_timestamp == to_state_iso(batch(150, 1)[0][0]) for ep in episodes)
     assert episodes[0].resolved_at is not None and episodes[0].direction == "up"
 
 

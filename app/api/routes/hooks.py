@@ -24,7 +24,7 @@ from app.api.schemas.hooks import (
     HookStreamOut,
 )
 from app.api.schemas.streams import AlarmEventOut, StreamPointOut
-from app.streams.service import StagedAppend, event_info
+from app.streams.service import StagedAppend
 
 router = APIRouter(prefix="/v1/hooks", tags=["hooks"])
 
@@ -52,7 +52,7 @@ def build_response(body: HookPointsRequest, staged: list[StagedAppend]) -> HookP
         HookStreamOut(
             stream=item.stream_id,
             model=ModelRef(name=item.model_name, version=item.model_version),
-            events=[AlarmEventOut.of(event.kind, event_info(event.episode)) for event in item.events],
+            events=[AlarmEventOut.of(event) for event in item.events],
         )
         for item in staged
     ]

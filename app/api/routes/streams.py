@@ -46,7 +46,7 @@ async def append_points(
         stream=stream_id,
         model=ModelRef(name=result.model_name, version=result.model_version),
         points=[StreamPointOut.of(point) for point in result.points],
-        events=[AlarmEventOut.of(kind, episode) for kind, episode in result.events],
+        events=[AlarmEventOut.of(event) for event in result.events],
     )
 
 

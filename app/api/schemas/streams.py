@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from app.anomaly import AlarmEvent, Episode
 from app.anomaly.points import ScoredPoint
 from app.api.schemas.common import (
     FiniteFloat,
@@ -15,8 +16,8 @@ from app.api.schemas.common import (
     VersionNumber,
     check_range,
 )
-from app.streams.service import EpisodeInfo, StreamInfo
-from app.timestamps import as_aware_utc, to_naive_utc
+from app.streams.service import StreamInfo
+from app.timestamps import as_aware_utc, from_state_iso, to_naive_utc
 
 MAX_STREAM_POINTS = 10_000
 
@@ -86,9 +87,22 @@ class EpisodeOut(BaseModel):
     n_flagged: int = Field(description="Flagged points among them.")
 
     @classmethod
-    def of(cls, episode: EpisodeInfo) -> EpisodeOut:
-        stamps = ("started_at", "opened_at", "last_flagged_at", "resolved_at", "peak_timestamp")
-        return cls(**(episode.__dict__ | {key: as_aware_utc(getattr(episode, key)) for key in stamps}))
+    def of(cls, episode: Episode) -> EpisodeOut:
+        """A stream's episode (state ISO timestamps, naive UTC) as the API shows it (aware UTC)."""
+        resolved = episode.resolved_at
+        return cls(
+            started_at=as_aware_utc(from_state_iso(episode.started_at)),
+            opened_at=as_aware_utc(from_state_iso(episode.opened_at)),
+            last_flagged_at=as_aware_utc(from_state_iso(episode.last_flagged_at)),
+            resolved_at=None if resolved is None else as_aware_utc(from_state_iso(resolved)),
+            peak_timestamp=as_aware_utc(from_state_iso(episode.peak_timestamp)),
+            peak_score=episode.peak_score,
+            peak_value=episode.peak_value,
+            peak_expected=episode.peak_expected,
+            direction=episode.direction,
+            n_points=episode.n_points,
+            n_flagged=episode.n_flagged,
+        )
 
 
 class AlarmEventOut(BaseModel):
@@ -96,8 +110,8 @@ class AlarmEventOut(BaseModel):
     episode: EpisodeOut = Field(description="The episode at that point.")
 
     @classmethod
-    def of(cls, kind: str, episode: EpisodeInfo) -> AlarmEventOut:
-        return cls.model_validate({"kind": kind, "episode": EpisodeOut.of(episode)})
+    def of(cls, event: AlarmEvent) -> AlarmEventOut:
+        return cls(kind=event.kind, episode=EpisodeOut.of(event.episode))
 
 
 class StreamOut(BaseModel):
