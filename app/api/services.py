@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from app.api import inference_worker
+from app.api.body_process import DetectBodyParser
 from app.api.forecast_answers import answer_forecasts
 from app.api.metrics import ApiMetrics
 from app.concurrency import run_blocking
@@ -61,6 +62,7 @@ class Services:
     streams: StreamService
     ingest: PointIngest
     detection: DetectionService
+    detect_bodies: DetectBodyParser
     ready: bool = False
     load_problems: list[str] = field(default_factory=list)
     _watcher: asyncio.Task[None] | None = None
@@ -110,6 +112,7 @@ class Services:
             executor=executor,
             webhooks=webhooks,
             streams=streams,
+            detect_bodies=DetectBodyParser(),
             ingest=ingest,
             detection=DetectionService(pool, settings.max_detect_points, on_anomalies=metrics.anomalies),
         )
@@ -130,6 +133,7 @@ class Services:
     async def start(self) -> None:
         if self.pool.worker is not None:
             await self.pool.worker.start()
+        self.detect_bodies.warm()
         self.load_problems = await self.pool.load_defaults()
         gc.collect()
         gc.freeze()  # models and startup objects leave the collector's view: shorter pauses under load
@@ -156,6 +160,7 @@ class Services:
         if self.pool.worker is not None:
             await self.pool.worker.close()
         self.executor.shutdown(wait=True)
+        self.detect_bodies.close()
         if self.pool.detect_executor is not None:
             self.pool.detect_executor.shutdown(wait=True)
         self.database.dispose()

@@ -8,7 +8,7 @@ from starlette.background import BackgroundTask
 
 from app.api.auth_first import AuthenticatedRoute
 from app.api.deps import ReadAccess, ServicesDep
-from app.api.detect_wire import DETECT_BODY_OPENAPI, detection_parts, parse_detect_body
+from app.api.detect_wire import DETECT_BODY_OPENAPI, detection_parts
 from app.api.forecast_parsing import FORECAST_BODY_OPENAPI, canonical_body, is_json_media_type
 from app.api.schemas.forecasts import DetectResponse, ForecastResponse
 from app.api.selection import SELECTION_PARAMETERS, parse_selection
@@ -56,10 +56,11 @@ async def create_forecast(_: ReadAccess, services: ServicesDep, name: str, reque
 async def detect_anomalies(_: ReadAccess, services: ServicesDep, name: str, request: Request) -> Response:
     """Score every point against its one-step-ahead forecast; flag calibrated outliers.
 
-    At most `TSWATCH_MAX_DETECT_POINTS` points per request (413 beyond); the body is parsed off the event loop
-    and the scoring runs on the detection thread, so streams and forecasts keep answering meanwhile."""
+    At most `TSWATCH_MAX_DETECT_POINTS` points per request (413 beyond); the body is parsed in a child process
+    (`app.api.body_process`) and the scoring runs on the detection thread, so streams and forecasts keep
+    answering meanwhile."""
     body, content_type = await request.body(), request.headers.get("content-type")
-    sensitivity, series = await run_blocking(parse_detect_body, content_type, body)
+    sensitivity, series = await services.detect_bodies.parse(content_type, body)
     del body  # the raw bytes are not needed while scoring
     selection = parse_selection(request)
     detection = await services.detection.detect(
