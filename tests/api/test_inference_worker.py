@@ -24,14 +24,16 @@ SERIES = [
 
 
 def children(pid: int) -> list[int]:
+    """The server's inference worker processes (it also has a /detect body parser child, not counted here)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                command = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if int(fields[1]) == pid:
+            if int(fields[1]) == pid and b"app.api.inference_worker" in command:
                 found.append(int(entry.name))
     return found
 
