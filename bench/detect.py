@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -28,29 +26,12 @@ from pathlib import Path
 
 import httpx
 from streams import START, free_port, series, train  # bench/streams.py (this folder is on sys.path)
+from streams import start_server as start_bench_server
 
 
 def start_server(models_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("TSWATCH_")}
-    env.update(
-        {
-            "TSWATCH_MODELS_DIR": str(models_dir),
-            "TSWATCH_TORCH_THREADS": "1",
-            "TSWATCH_MAX_BODY_BYTES": str(256 * 1024 * 1024),
-        }
-    )
-    command = [sys.executable, "-m", "app.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(300):
-        if process.poll() is not None:
-            raise SystemExit(f"server exited with {process.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    process.kill()
-    raise SystemExit("server did not become ready")
+    """bench/streams.py's server with a body limit that admits the largest request."""
+    return start_bench_server(models_dir, port, {"TSWATCH_MAX_BODY_BYTES": str(256 * 1024 * 1024)})
 
 
 def rss_mb(pid: int) -> float:

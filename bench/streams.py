@@ -122,9 +122,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(models_dir: Path, port: int) -> subprocess.Popen[bytes]:
+def start_server(
+    models_dir: Path, port: int, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("TSWATCH_")}
-    env.update({"TSWATCH_MODELS_DIR": str(models_dir), "TSWATCH_TORCH_THREADS": "1"})
+    env.update({"TSWATCH_MODELS_DIR": str(models_dir), "TSWATCH_TORCH_THREADS": "1", **(extra_env or {})})
     command = [sys.executable, "-m", "app.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(300):
