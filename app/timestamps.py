@@ -7,7 +7,7 @@ an aware datetime (API input and output), an ISO 8601 string (JSON state and web
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, overload
 
 import numpy as np
@@ -16,6 +16,7 @@ from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
 
 MIN_TIMESTAMP = datetime(1678, 1, 1)
 MAX_TIMESTAMP = datetime(2260, 1, 1)
+_EPOCH = datetime(1970, 1, 1)
 
 
 def utc_now() -> datetime:
@@ -63,6 +64,11 @@ def to_state_iso(stamp: datetime) -> str:
 def from_state_iso(stamp: Any) -> datetime:
     """Parse a stamp written by `to_state_iso` (or any ISO 8601 string) back to a datetime."""
     return datetime.fromisoformat(str(stamp))
+
+
+def from_epoch_seconds(seconds: float) -> datetime:
+    """Seconds since 1970-01-01 (UTC; the detector's time axis) as naive UTC, to the microsecond."""
+    return _EPOCH + timedelta(seconds=seconds)
 
 
 def to_aware_utc(stamp: datetime) -> datetime:

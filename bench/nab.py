@@ -1,64 +1,53 @@
-"""Our detector on a NAB-layout corpus under NAB's rules, scored with app/evaluation/nab.py.
+"""NAB (Numenta Anomaly Benchmark) through the product: a real `tswatch serve`, one self-learning stream per file.
 
-Rules: each file is seen once, in time order. Before the first scored row only the probationary rows (first 15 %,
-at most 750) are used to fit the model; after that it keeps learning from rows already scored (as NAB allows);
-every row's score uses only that row and earlier ones; one configuration for every file.
+No detector code lives here. The script starts `tswatch serve` on 127.0.0.1 with its defaults (temporary models
+dir and SQLite, TSWATCH_TORCH_THREADS=1), and for each `<category>/<file>.csv` of a NAB-layout corpus
+1. creates a self-learning stream (`PUT /v1/streams/{id}` without a model) whose `learning_points` is NAB's
+   probationary period for that file (`app.evaluation.nab.probation_rows`: 15 % of the rows, at most 750; the same
+   rule for every file, NAB's own);
+2. posts the rows in time order over HTTP, `--batch` (200) per request with `?alerts=false`;
+3. writes the scores the API answered (null, i.e. learning / duplicate / late, -> 0) as the NAB result file
+   `OUT/<category>/<file>.csv` (`timestamp,value,anomaly_score`, one row per data row, same order).
+Two files stream at a time (`--workers`), into the one server. The results are scored with app/evaluation/nab.py:
+standard / low-FP / low-FN score, windows found, seconds per file and points/s, then a table per category.
 
-Detector (one configuration, `DetectorConfig`):
-1. A small GRU (app.forecasting, trained with app.training.trainer.fit on the probationary rows) forecasts
-   quantiles of the next first difference from a window of clipped, globally scaled differences plus
-   time-of-day / day-of-week inputs. Online refitting: the later rows are cut into chunks (`refit_every`, at
-   least the probation length); before each chunk the GRU is fine-tuned for a few short epochs on all rows
-   before it, then forecasts the chunk causally (row t only sees rows < t). Scaling and clipping stay as
-   fitted on probation.
-2. `SpreadResidualScorer` turns the one-step residual into a magnitude (spread floored at the robust scale of
-   the probationary differences, so integer-valued series with many zero changes do not explode).
-3. A second, model-free raw score: the distance of each value from the median of the 1000 values before it
-   (level changes that stay inside the range, which a difference forecaster absorbs after one row).
-4. `AnomalyLikelihood` (bench/nab_postprocess.py), per raw score: rank among recent raw scores, short-term
-   mean of the ranks, Gaussian tail against the long-run distribution of that mean, on a log scale; the
-   larger of the channels counts. A third and fourth channel rank the signed residual itself, once upwards and
-   once downwards (`signed_likelihood`): a run of small residuals all on one side (a slow drift, a day that
-   stays below its usual level) raises the mean rank of one side even when every magnitude is ordinary, and
-   the two sides are judged separately. `PersistenceGate` then damps such a likelihood alarm until the
-   likelihood has been "very unlikely" on at least `persist_count` of the last `persist_window` rows: brief
-   excursions of the short mean were mostly false positives.
-5. Sustained regimes: the forecast residual is scored a second time with a long mean of the ranks
-   (`long_smoothing` rows): a burst of volatility, denser spikes, a day that does not follow the usual daily
-   shape. The long mean varies much less under normal behaviour, so a lasting shift of moderately unusual
-   residuals reaches a small tail probability. It needs many rows of evidence by construction, so it bypasses
-   the persistence gate; the largest likelihood counts.
-6. `RangeBreak` (value outside the range of all earlier values, widened by 2 % of that range) scores 1.
-7. Seasonal context: |mean of x_t - x_{t - season}| over the last `season_lead` rows (season = one day of
-   rows, or a week for daily data) outside the widened range of all earlier such means scores 1 (`RangeBreak`
-   again). It catches pattern anomalies that stay in range: a flat stretch where a daily cycle should be, a
-   missing jump.
-8. `RunSuppressor` keeps only the first row of a run of very unlikely rows, or a row at least `escalation`
-   above the run's peak score (a range break inside a run of moderate likelihood alarms).
+Sensitivity (issue 14, item 9): the corpus is streamed again at the other sensitivities of 0.2 / 0.5 / 0.8 (the
+flag is calibrated per stream, so it cannot be derived from the score alone), and the rate of the API's
+`is_anomaly` on `artificialNoAnomaly` and on the rows outside every window of the other files is printed beside
+the documented false-alarm rate (`app.anomaly.sensitivity.sensitivity_to_alpha`). `--no-sensitivity-runs` skips it.
+
+`--perturb` builds perturbed copies of the corpus (bench/nab_perturb.py: rows dropped, stamps jittered,
+multi-hour gaps) under `OUT-perturbed/`, runs them the same way and prints their figure beside the clean one
+(the clean results already in `OUT` are re-scored; the clean corpus is run first when they are missing).
 
     python bench/nab.py [--data ../shared/data/nab/data] [--labels .../combined_windows.json] [--out DIR]
+                        [--perturb] [--batch 200] [--workers 2] [--no-sensitivity-runs] [--score-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
+import signal
+import subprocess
+import tempfile
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pandas as pd
-import torch
-from nab_postprocess import (  # bench/nab_postprocess.py (this folder is on sys.path)
-    AnomalyLikelihood,
-    PersistenceGate,
-    RangeBreak,
-    RunSuppressor,
-)
+from nab_perturb import write_perturbed_corpus  # bench/nab_perturb.py (this folder is on sys.path)
+from streams import free_port, start_server  # bench/streams.py
 
-from app.anomaly.residuals import SpreadResidualScorer
+from app.anomaly.sensitivity import DEFAULT_SENSITIVITY, sensitivity_to_alpha
 from app.evaluation.nab import (
     CorpusReport,
+    Window,
     align_results,
     evaluate_corpus,
     load_corpus,
@@ -66,234 +55,208 @@ from app.evaluation.nab import (
     load_windows,
     probation_rows,
 )
-from app.forecasting.forecaster import Forecaster, ForecasterSpec
-from app.forecasting.network import NetworkConfig
-from app.forecasting.scaling import Scaling
-from app.forecasting.windows import SplitBounds
-from app.training.config import TrainingConfig
-from app.training.dataset import WindowDataset
-from app.training.trainer import fit
 
 NAB_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "nab"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "nab"
+SENSITIVITIES = (0.2, 0.5, 0.8)
+NO_ANOMALY = "artificialNoAnomaly"
+
+
+@dataclass(frozen=True, eq=False)
+class FileRun:
+    """One file as the API answered it: score per row (NaN = null), the API's flag, wall seconds."""
+
+    name: str  # "<category>/<file>.csv"
+    timestamps: pd.DatetimeIndex
+    scores: np.ndarray
+    flags: np.ndarray
+    seconds: float
+
+    @property
+    def category(self) -> str:
+        return self.name.split("/", 1)[0]
 
 
 @dataclass(frozen=True)
-class DetectorConfig:
-    window: int = 32
-    horizon: int = 1
-    hidden: int = 32
-    epochs: int = 40
-    patience: int = 6
-    lr: float = 3e-3
-    batch_size: int = 64
-    val_fraction: float = 0.2  # of the probationary rows, for early stopping
-    clip_sigmas: float = 6.0  # input differences are clipped at this many robust standard deviations
-    spread_floor: float = 1.0  # forecast spread floor, in robust standard deviations of the differences
-    level_window: int = 1000  # rows whose median is the reference level of the level-deviation channel
-    season_lead: int = 12  # rows over which the seasonal difference x_t - x_{t - season} is averaged
-    season_margin: float = 0.2  # range widening for the seasonal-residual range break
-    history: int = 1000  # raw scores a magnitude is ranked against
-    smoothing: int = 10  # ranks in the short-term mean
-    signed_likelihood: bool = True  # also rank the signed residual, up and down separately (gated like above)
-    long_smoothing: int = 50  # ranks in the long-term mean of a second residual likelihood (0 = off)
-    stats_history: int = 2000  # short-term means the current one is compared with
-    decades: float = 10.0
-    range_margin: float = 0.02
-    run_level: float = 0.3  # score of a "very unlikely" row: p = 1e-3 with decades = 10
-    persist_window: int = 10  # a short-mean likelihood alarm needs `persist_count` very unlikely rows among
-    persist_count: int = 5  # the last `persist_window` (this one included; 1 = off), else it is damped by
-    persist_damping: float = 0.5  # `persist_damping`
-    cooldown: int = 100
-    damping: float = 0.0
-    escalation: float = 0.5  # an alarm this far above its run's peak is kept inside the run (0 = never)
-    refit_every: int = 500  # chunk length (at least the probation); the GRU is fine-tuned on all earlier rows
-    refit_epochs: int = 3  # fine-tuning epochs before each chunk (0 = frozen after probation)
-    refit_batches: int = 20  # batches per fine-tuning epoch, sampled from all rows before the chunk
-    refit_lr: float = 1e-3
-    seed: int = 0
+class CorpusRun:
+    files: list[FileRun]
+    wall: float  # seconds for the whole corpus
 
 
-def calendar_for(timestamps: pd.DatetimeIndex) -> list[str]:
-    step = float(np.median(np.diff(timestamps.values).astype("timedelta64[s]").astype(np.float64)))
-    if step < 86_400:
-        return ["hour_of_day", "day_of_week"]
-    return ["day_of_week"]
+# -------------------------------------------------------------------- driving the API
+@contextmanager
+def running_server() -> Iterator[str]:
+    """A real `tswatch serve` with its defaults on a temporary models dir (and SQLite); yields its base URL."""
+    workdir = Path(tempfile.mkdtemp(prefix="tswatch-bench-nab-"))
+    port = free_port()
+    process = start_server(workdir / "models", port)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
-def season_rows(timestamps: pd.DatetimeIndex) -> int:
-    """Rows per day for sub-daily sampling, else 7 (a week of daily rows); from the given timestamps only."""
-    step = float(np.median(np.diff(timestamps.values).astype("timedelta64[s]").astype(np.float64)))
-    if 0 < step < 86_400:
-        return max(2, round(86_400 / step))
-    return 7
-
-
-def seasonal_residual(values: np.ndarray, season: int, lead: int) -> np.ndarray:
-    """|mean of x_t - x_{t - season}| over the `lead` rows ending at t (NaN where undefined): [N] -> [N].
-
-    The signed mean (not the mean magnitude) measures a shift against the same rows one season earlier."""
-    difference = values - pd.Series(values).shift(season).to_numpy()
-    return np.abs(pd.Series(difference).rolling(lead, min_periods=lead).mean().to_numpy())
-
-
-def robust_scale(values: np.ndarray) -> float:
-    mad = 1.4826 * float(np.median(np.abs(values - np.median(values))))
-    return max(mad, 0.1 * float(values.std()), 1e-9)
-
-
-def forecast_differences(
-    values: np.ndarray, timestamps: pd.DatetimeIndex, probation: int, config: DetectorConfig
-) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
-    """First differences [N] and the quantile forecasts of the next `horizon` differences from each origin:
-    [N, H, Q], row o forecasting differences o .. o + H - 1 from rows < o (NaN where no forecast exists)."""
-    diffs = np.diff(values, prepend=values[0])
-    bound = config.clip_sigmas * robust_scale(diffs[1:probation])
-    clipped = np.clip(diffs, -bound, bound).astype(np.float32)
-    features = calendar_for(timestamps[:probation])  # sampling interval from probationary rows only
-    val_rows = max(int(probation * config.val_fraction), 16)
-    # short files: shrink the input window so that at least ~2/3 of the training rows are forecast origins
-    window = max(4, min(config.window, (probation - val_rows) // 3))
-    train_config = TrainingConfig(
-        window=window, horizon=config.horizon, hidden=config.hidden, layers=1, dropout=0.0,
-        epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, patience=config.patience,
-        seed=config.seed,
-    )  # fmt: skip
-    bounds = SplitBounds(train_end=probation - val_rows, val_end=probation, length=len(values))
-    stamps = timestamps.values
-    dataset = WindowDataset.build([("s", clipped, stamps)], [bounds], window, config.horizon, features)
-    spec = ForecasterSpec(
-        window=window,
-        horizon=config.horizon,
-        frequency="auto",
-        scaling=Scaling.fit("global", torch.from_numpy(clipped[1:probation])),
-        network=NetworkConfig("gru", 1, config.hidden, 1, config.horizon, len(train_config.quantiles)),
-        quantiles=train_config.quantiles,
-        calendar_features=tuple(features),
-    )
-    forecaster = Forecaster.create(spec, seed=config.seed)
-    fit(forecaster, dataset, train_config)
-    predicted = forecaster.predict_rolling(clipped[:-1], stamps[:-1])  # row i: origin W + i
-    quantiles = np.full((len(values), config.horizon, len(spec.quantiles)), np.nan)
-    quantiles[window:] = predicted
-    # online refitting: before each later chunk, fine-tune on all rows before it (NAB allows learning from rows
-    # already scored), then forecast the chunk causally; scaling and clipping stay as fitted on probation
-    step = max(probation, config.refit_every)
-    if config.refit_epochs > 0:
-        refit_config = replace(
-            train_config, epochs=config.refit_epochs, patience=config.refit_epochs, lr=config.refit_lr,
-            max_batches_per_epoch=config.refit_batches,
-        )  # fmt: skip
-        for start in range(probation + step, len(values), step):
-            end = min(start + step, len(values))
-            refit_bounds = SplitBounds(train_end=start - val_rows, val_end=start, length=len(values))
-            refit_data = WindowDataset.build(
-                [("s", clipped, stamps)], [refit_bounds], window, config.horizon, features
-            )
-            fit(forecaster, refit_data, refit_config)
-            # rows start .. end - 1, each from the `window` rows before it
-            quantiles[start:end] = forecaster.predict_rolling(
-                clipped[start - window : end - 1], stamps[start - window : end - 1]
-            )
-    return diffs, quantiles, spec.quantiles
-
-
-def likelihood_scores(raw: np.ndarray, probation: int, smoothing: int, config: DetectorConfig) -> np.ndarray:
-    """`AnomalyLikelihood` of the post-probation raw scores, warmed up on the probationary ones: [N] -> [N - P]."""
-    likelihood = AnomalyLikelihood(config.history, smoothing, config.stats_history, config.decades)
-    likelihood.warm_up(raw[:probation])
-    return likelihood.score(raw[probation:])
-
-
-def detect(values: np.ndarray, timestamps: pd.DatetimeIndex, config: DetectorConfig) -> np.ndarray:
-    """Anomaly score in [0, 1] per row (0 during probation)."""
-    n = len(values)
-    probation = probation_rows(n)
-    diffs, quantiles, levels = forecast_differences(values, timestamps, probation, config)
-    floor = config.spread_floor * robust_scale(diffs[1:probation])
-    scorer = SpreadResidualScorer(absolute_floor=floor)
-    residuals = scorer.score(diffs, quantiles[:, 0, :], levels)
-    magnitude = residuals.magnitude  # [N], NaN without a forecast
-
-    # distance of each value from the median of the `level_window` values before it (NaN for the first rows)
-    reference = pd.Series(values).shift(1).rolling(config.level_window, min_periods=50).median().to_numpy()
-    deviation = np.abs(values - reference)
-
-    raws = [magnitude, deviation]
-    if config.signed_likelihood:  # one-sided runs of ordinary-sized residuals (a drift, a low day)
-        raws += [residuals.signed, -residuals.signed]
-    channels = [likelihood_scores(raw, probation, config.smoothing, config) for raw in raws]
-    gate = PersistenceGate(
-        config.run_level, config.persist_window, config.persist_count, config.persist_damping
-    )
-    combined = gate.apply(np.max(channels, axis=0))
-    if config.long_smoothing > 0:  # sustained regimes; persistent by construction, so not gated
-        sustained = likelihood_scores(magnitude, probation, config.long_smoothing, config)
-        combined = np.maximum(combined, sustained)
-
-    breaker = RangeBreak(config.range_margin)
-    breaker.warm_up(values[:probation])
-    combined = np.maximum(combined, breaker.score(values[probation:]))
-
-    # pattern anomalies that stay inside the value range (a flat stretch where a daily cycle should be, a missing
-    # jump): the recent seasonal residual exceeds the widened range of all earlier ones
-    seasonal = seasonal_residual(values, season_rows(timestamps[:probation]), config.season_lead)
-    known = np.isfinite(seasonal)
-    season_breaker = RangeBreak(config.season_margin)
-    season_breaker.warm_up(seasonal[:probation][known[:probation]])
-    season_break = np.zeros(n - probation)
-    season_break[known[probation:]] = season_breaker.score(seasonal[probation:][known[probation:]])
-    combined = np.maximum(combined, season_break)
-
-    escalation = config.escalation if config.escalation > 0 else None
-    suppressor = RunSuppressor(config.run_level, config.cooldown, config.damping, escalation)
-    scores = np.zeros(n)
-    scores[probation:] = suppressor.apply(combined)
-    return scores
-
-
-def run_corpus(data_dir: Path, out_dir: Path, config: DetectorConfig, verbose: bool) -> float:
+def stream_file(base: str, stream_id: str, path: Path, batch: int, sensitivity: float) -> FileRun:
+    """Create a self-learning stream for one file, post its rows in order, collect the answers."""
+    frame = pd.read_csv(path)
+    stamps = pd.DatetimeIndex(pd.to_datetime(frame["timestamp"]))
+    iso = stamps.strftime("%Y-%m-%dT%H:%M:%SZ").tolist()
+    values = frame["value"].astype(float).tolist()
+    config = {"learning_points": probation_rows(len(frame)), "sensitivity": sensitivity, "alerts": False}
+    scores: list[float] = []
+    flags: list[bool] = []
     started = time.perf_counter()
-    files = sorted(data_dir.glob("*/*.csv"))
+    with httpx.Client(base_url=base, timeout=600) as client:
+        _check(client.put(f"/v1/streams/{stream_id}", json=config))
+        for lo in range(0, len(values), batch):
+            body = {"points": [{"timestamp": t, "value": v} for t, v in zip(iso[lo : lo + batch], values[lo : lo + batch], strict=True)]}  # fmt: skip
+            points = _check(client.post(f"/v1/streams/{stream_id}/points?alerts=false", json=body))["points"]
+            scores += [np.nan if p["score"] is None else float(p["score"]) for p in points]
+            flags += [bool(p["is_anomaly"]) for p in points]
+        client.delete(f"/v1/streams/{stream_id}")  # keeps the database small; its answer does not matter
+    seconds = time.perf_counter() - started
+    name = f"{path.parent.name}/{path.name}"
+    if len(scores) != len(frame):
+        raise SystemExit(f"{name}: the API answered {len(scores)} points for {len(frame)} rows")
+    return FileRun(name, stamps, np.array(scores), np.array(flags, dtype=bool), seconds)
+
+
+def _check(reply: httpx.Response) -> dict[str, object]:
+    if reply.status_code not in (200, 201):
+        raise SystemExit(f"{reply.request.method} {reply.request.url}: {reply.status_code} {reply.text}")
+    body: dict[str, object] = reply.json()
+    return body
+
+
+def run_corpus(
+    base: str, data_dir: Path, out_dir: Path | None, batch: int, workers: int, sensitivity: float
+) -> CorpusRun:
+    """Every file through the API (`workers` at a time, largest first), each written as a NAB result file
+    under `out_dir` (None: not written)."""
+    files = sorted(data_dir.glob("*/*.csv"), key=lambda p: p.stat().st_size, reverse=True)
     if not files:
         raise SystemExit(f"no <category>/<file>.csv files under {data_dir}")
-    for path in files:
-        file_start = time.perf_counter()
-        frame = pd.read_csv(path)
-        timestamps = pd.DatetimeIndex(pd.to_datetime(frame["timestamp"]))
-        values = frame["value"].to_numpy(dtype=np.float64)
-        scores = detect(values, timestamps, config)
-        target = out_dir / path.parent.name / path.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(
-            {"timestamp": frame["timestamp"], "value": frame["value"], "anomaly_score": scores}
-        ).to_csv(target, index=False)
-        if verbose:
-            print(
-                f"  {path.parent.name}/{path.name}: {len(values)} rows, {time.perf_counter() - file_start:.1f}s"
-            )
-    return time.perf_counter() - started
+
+    def one(item: tuple[int, Path]) -> FileRun:
+        index, path = item
+        run = stream_file(base, f"nab-{index}-{path.stem}", path, batch, sensitivity)
+        if out_dir is not None:
+            write_result(run, path, out_dir)
+        print(
+            f"  {run.name}: {len(run.scores)} rows, {run.seconds:.1f} s (sensitivity {sensitivity})",
+            flush=True,
+        )
+        return run
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        runs = list(pool.map(one, enumerate(files)))
+    return CorpusRun(sorted(runs, key=lambda run: run.name), time.perf_counter() - started)
 
 
-def score_corpus(data_dir: Path, labels: Path, out_dir: Path) -> CorpusReport:
-    windows = load_windows(labels)
+def write_result(run: FileRun, data_file: Path, out_dir: Path) -> None:
+    frame = pd.read_csv(data_file)
+    target = out_dir / run.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scores = np.nan_to_num(run.scores, nan=0.0)
+    pd.DataFrame({"timestamp": frame["timestamp"], "value": frame["value"], "anomaly_score": scores}).to_csv(
+        target, index=False
+    )
+
+
+# -------------------------------------------------------------------- scoring and tables
+def score_corpus(data_dir: Path, windows: dict[str, list[Window]], out_dir: Path) -> CorpusReport:
     corpus = load_corpus(data_dir)
     results = align_results(load_results(out_dir), corpus)
     return evaluate_corpus(results, {name: windows.get(name, []) for name in corpus})
 
 
-def print_report(report: CorpusReport, seconds: float) -> None:
-    print(f"\n{report.n_files} files, {report.n_windows} windows, detector run {seconds:.0f}s")
-    print(f"{'profile':<20} {'score':>7} {'threshold':>10} {'detected':>9}")
-    for name, profile in report.profiles.items():
-        detected = sum(f.windows_detected for f in profile.files.values())
+def print_scores(reports: dict[str, CorpusReport], runs: dict[str, CorpusRun]) -> None:
+    """The NAB table, one block per corpus (clean, perturbed), then the timing of each run."""
+    print(f"\n{'corpus':<10} {'profile':<20} {'score':>6} {'threshold':>9} {'windows found':>13}")
+    for label, report in reports.items():
+        for name, profile in report.profiles.items():
+            found = sum(f.windows_detected for f in profile.files.values())
+            print(
+                f"{label:<10} {name:<20} {profile.normalized_score:>6.1f} {profile.threshold:>9.4f} "
+                f"{found:>9}/{report.n_windows}"
+            )
+    for label, run in runs.items():
+        rows = sum(len(file.scores) for file in run.files)
+        seconds = [file.seconds for file in run.files]
         print(
-            f"{name:<20} {profile.normalized_score:>7.1f} {profile.threshold:>10.4f} {detected:>5}/{report.n_windows}"
+            f"{label}: {len(run.files)} files, {rows} rows in {run.wall:.0f} s wall ({rows / run.wall:.0f} points/s "
+            f"through the API); seconds per file: mean {np.mean(seconds):.1f}, max {max(seconds):.1f} "
+            f"({rows / sum(seconds):.0f} points/s per stream)"
         )
-    pa = report.point_adjusted
-    print(f"point-adjusted (standard threshold): P={pa.precision:.3f} R={pa.recall:.3f} F1={pa.f1:.3f}")
 
 
+def print_categories(label: str, report: CorpusReport) -> None:
+    """Per category at the corpus's standard threshold (normalised against the category's own windows)."""
+    standard = report.profiles["standard"]
+    print(f"\n{label}, per category (standard profile, corpus threshold {standard.threshold:.4f})")
+    print(f"{'category':<24} {'files':>5} {'windows found':>13} {'FP rows':>7} {'raw':>7} {'score':>6}")
+    categories = sorted({name.split("/", 1)[0] for name in standard.files})
+    for category in categories:
+        files = [f for name, f in standard.files.items() if name.startswith(f"{category}/")]
+        windows = sum(f.windows for f in files)
+        raw = sum(f.raw_score for f in files)
+        normalised = f"{100.0 * (raw + windows) / (2 * windows):>6.1f}" if windows else f"{'n/a':>6}"
+        found = sum(f.windows_detected for f in files)
+        fp = sum(f.fp for f in files)
+        print(f"{category:<24} {len(files):>5} {found:>9}/{windows:<3} {fp:>7} {raw:>7.2f} {normalised}")
+
+
+def print_sensitivity(label: str, runs: dict[float, list[FileRun]], windows: dict[str, list[Window]]) -> None:
+    """Measured flag rate (the API's `is_anomaly`) on normal rows vs the documented false-alarm rate (item 9)."""
+    print(
+        f"\n{label}, sensitivity (item 9): rate of the API's `is_anomaly` on scored rows of {NO_ANOMALY} and on "
+        "scored rows outside every window of the other files, one corpus run per sensitivity"
+    )
+    print(
+        f"{'sensitivity':>11} {'documented':>10} | {'NoAnomaly rate':>14} {'ratio':>6} | "
+        f"{'outside windows':>15} {'ratio':>6} | {'both':>8} {'ratio':>6}"
+    )
+    for sensitivity, files in sorted(runs.items()):
+        no_anomaly = [_normal_flags(run, []) for run in files if run.category == NO_ANOMALY]
+        outside = [
+            _normal_flags(run, windows.get(run.name, [])) for run in files if run.category != NO_ANOMALY
+        ]
+        alpha = sensitivity_to_alpha(sensitivity)
+        cells = []
+        for group in (no_anomaly, outside, no_anomaly + outside):
+            flags = np.concatenate(group) if group else np.zeros(0, dtype=bool)
+            rate = float(flags.mean()) if flags.size else float("nan")
+            cells.append(f"{rate:>8.5f} {rate / alpha:>6.2f}")
+        print(f"{sensitivity:>11.1f} {alpha:>10.5f} | {cells[0]:>21} | {cells[1]:>22} | {cells[2]:>15}")
+        counts = f"{sum(map(len, no_anomaly))} NoAnomaly rows, {sum(map(len, outside))} rows outside windows"
+    print(f"scored normal rows per sensitivity: {counts}")
+    if len(runs) < 2:
+        return
+    reference = next(iter(runs.values()))
+    same = all(
+        np.array_equal(a.scores, b.scores, equal_nan=True)
+        for files in runs.values()
+        for a, b in zip(reference, files, strict=True)
+    )
+    print(f"scores identical at every sensitivity (only the flags may differ): {'yes' if same else 'NO'}")
+
+
+def _normal_flags(run: FileRun, windows: list[Window]) -> np.ndarray:
+    """The API's flags on the scored rows (score not null) outside every window."""
+    mask = np.isfinite(run.scores)
+    stamps = run.timestamps.values
+    for start, end in windows:
+        mask &= ~((stamps >= start.to_datetime64()) & (stamps <= end.to_datetime64()))
+    return run.flags[mask]
+
+
+# -------------------------------------------------------------------- command line
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -301,20 +264,64 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=NAB_ROOT / "data")
     parser.add_argument("--labels", type=Path, default=NAB_ROOT / "labels" / "combined_windows.json")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--perturb",
+        action="store_true",
+        help="run perturbed copies (bench/nab_perturb.py) beside the clean corpus",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the perturbed copies")
+    parser.add_argument("--batch", type=int, default=200, help="points per request")
+    parser.add_argument("--workers", type=int, default=2, help="files streamed at the same time")
+    parser.add_argument(
+        "--sensitivity", type=float, default=DEFAULT_SENSITIVITY, help="the streams' sensitivity"
+    )
+    parser.add_argument(
+        "--no-sensitivity-runs",
+        action="store_true",
+        help="skip the extra corpus runs at the other sensitivities of the table (0.2 / 0.5 / 0.8)",
+    )
     parser.add_argument("--score-only", action="store_true", help="score existing results in --out")
-    parser.add_argument("--quiet", action="store_true")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override DetectorConfig")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    config = DetectorConfig()
-    for item in args.set:
-        key, _, raw = item.partition("=")
-        config = replace(config, **{key: type(getattr(config, key))(raw)})
-    seconds = 0.0
+    windows = load_windows(args.labels)
+    corpora = plan(args)
+    runs: dict[str, dict[float, list[FileRun]]] = {}
+    timing: dict[str, CorpusRun] = {}
     if not args.score_only:
-        seconds = run_corpus(args.data, args.out, config, verbose=not args.quiet)
-    print_report(score_corpus(args.data, args.labels, args.out), seconds)
+        with running_server() as base:
+            for label, (data_dir, out_dir, run_it) in corpora.items():
+                if not run_it:
+                    print(f"{label}: scoring the existing results in {out_dir}")
+                    continue
+                print(f"{label}: {data_dir} -> {out_dir}", flush=True)
+                timing[label] = run_corpus(
+                    base, data_dir, out_dir, args.batch, args.workers, args.sensitivity
+                )
+                runs[label] = {args.sensitivity: timing[label].files}
+                if label == "clean" and not args.no_sensitivity_runs:
+                    for other in (s for s in SENSITIVITIES if s != args.sensitivity):
+                        extra = run_corpus(base, data_dir, None, args.batch, args.workers, other)
+                        runs[label][other] = extra.files
+    reports = {
+        label: score_corpus(data_dir, windows, out_dir) for label, (data_dir, out_dir, _) in corpora.items()
+    }
+    print_scores(reports, timing)
+    for label, report in reports.items():
+        print_categories(label, report)
+    for label, by_sensitivity in runs.items():
+        print_sensitivity(label, by_sensitivity, windows)
+
+
+def plan(args: argparse.Namespace) -> dict[str, tuple[Path, Path, bool]]:
+    """label -> (data folder, results folder, run it now). With `--perturb` the clean corpus is only scored
+    when `--out` already holds results for every data file (from a run without `--perturb`), else run too."""
+    clean_exists = all((args.out / name).exists() for name in load_corpus(args.data))
+    corpora = {"clean": (args.data, args.out, not (args.perturb and clean_exists))}
+    if args.perturb:
+        root = args.out.with_name(args.out.name + "-perturbed")
+        if not args.score_only:
+            write_perturbed_corpus(args.data, args.labels, root / "data", args.seed)
+        corpora["perturbed"] = (root / "data", root / "results", True)
+    return corpora
 
 
 if __name__ == "__main__":

@@ -1,13 +1,17 @@
 """Streams: per-point cost in process, and points/s ingested and scored through the API.
 
-1. In process (random-weight GRU, hidden 64 x 2 layers, calendar features): the amortised cost of one
-   `StreamScorer.append` (one network step per point, re-anchor every window) for window 32 vs 512, next to
-   re-running the whole window per point (what batch detection does). The stream column must stay flat.
+1. In process, one thread: the amortised CPU time (`time.process_time`, robust to a shared machine's load) of one
+   reading through the one detector (`app.anomaly.detector.Detector`), hourly daily sine + noise:
+   - self-learning: `Detector.update` folded over the points after its learning period (refits included);
+   - model-bound: `score_reading(detector, ModelForecasts(model), ...)` (app/serving/model_forecasts.py) with a
+     random-weight GRU (hidden 64 x 2 layers, calendar features) for window 32 vs 512, next to re-running the
+     whole window per point. The model-bound column must stay flat in the window.
 2. Through the API: trains a small hourly model (window 48, calendar features) into a temporary registry, starts
-   `tswatch serve` on 127.0.0.1, creates `--streams` streams, fills each with one window of history, then
-   `--clients` concurrent HTTP clients (asyncio + httpx, one keep-alive connection each) post batches of
-   `--batch` points for `--duration` seconds. Each stream belongs to one client, so its batches stay in order.
-   Reports acknowledged points/s, request latency, and the server's CPU time per point (from /proc).
+   `tswatch serve` on 127.0.0.1, and for model-bound streams, self-learning streams from creation (learning,
+   first fit, scoring) and self-learning streams already scoring: creates `--streams` streams, fills each with
+   its history, then `--clients` concurrent HTTP clients (asyncio + httpx, one keep-alive connection each) post
+   batches of `--batch` points for `--duration` seconds. Each stream belongs to one client, so its batches stay
+   in order. Reports acknowledged points/s, request latency, and the server's CPU time per point (from /proc).
 
     python bench/streams.py [--streams 50] [--batch 10] [--clients 16] [--duration 20] [--no-api]
 """
@@ -32,12 +36,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from app.anomaly import ConformalCalibrator
+from app.anomaly.detector import DEFAULT_LEARNING_POINTS, Detector
 from app.forecasting.forecaster import Forecaster, ForecasterSpec
 from app.forecasting.network import NetworkConfig
 from app.forecasting.quantiles import DEFAULT_QUANTILES
 from app.forecasting.scaling import Scaling
-from app.streams.scoring import StreamScorer
+from app.serving.model_forecasts import ModelForecasts, score_reading
 
 START = datetime(2024, 1, 1)
 API_WINDOW = 48
@@ -64,40 +68,46 @@ def series(points: int, seed: int = 0, offset: int = 0) -> tuple[list[datetime],
     return [START + timedelta(hours=int(h)) for h in hours], values
 
 
-def stream_cost(model: Forecaster, measured: int) -> float:
-    window = model.spec.window
-    calibrator = ConformalCalibrator().fit(np.abs(np.random.default_rng(1).normal(size=2000)))
-    scorer = StreamScorer(model, calibrator, 0.5)
-    stamps, values = series(window + measured)
-    for stamp, value in zip(stamps[:window], values[:window], strict=True):
-        scorer.append(stamp, float(value))
-    start = time.perf_counter()
-    for stamp, value in zip(stamps[window:], values[window:], strict=True):
-        scorer.append(stamp, float(value))
-    return (time.perf_counter() - start) / measured
+def stream_cost(model: Forecaster | None, measured: int) -> float:
+    """Seconds per reading through `score_reading` once warm (model-bound, or self-learning when `model` is None).
+
+    Warm = past the detector's learning period and, model-bound, the model's first window."""
+    warm = DEFAULT_LEARNING_POINTS + (model.spec.window if model is not None else 0)
+    detector = Detector()
+    forecasts = ModelForecasts(model) if model is not None else None
+    stamps, values = series(warm + measured)
+    for stamp, value in zip(stamps[:warm], values[:warm], strict=True):
+        score_reading(detector, forecasts, stamp, float(value))
+    start = time.process_time()
+    for stamp, value in zip(stamps[warm:], values[warm:], strict=True):
+        score_reading(detector, forecasts, stamp, float(value))
+    return (time.process_time() - start) / measured
 
 
 def rerun_cost(model: Forecaster, repeats: int = 50) -> float:
     window = model.spec.window
     stamps, values = series(window)
     calendar = model.calendar(np.array(stamps, dtype="datetime64[ns]"))[None]
-    start = time.perf_counter()
+    start = time.process_time()
     for _ in range(repeats):
         model.predict(values[None], calendar)
-    return (time.perf_counter() - start) / repeats
+    return (time.process_time() - start) / repeats
 
 
 def in_process() -> None:
     torch.set_num_threads(1)
-    print("In process, one thread (random-weight GRU 64 x 2, calendar features)")
-    print(f"{'window':>6} | {'stream us/point (amortised)':>28} | {'re-run window us/point':>22}")
+    print("In process, one thread: one reading through the detector (score_reading), amortised CPU time")
+    print(f"{'stream':<34} | {'us/point':>9} | {'re-run window us/point':>22}")
+    self_learning = min(stream_cost(None, 5000) for _ in range(3))  # 10 refits in each run
+    print(f"{'self-learning (refits included)':<34} | {self_learning * 1e6:>9.0f} | {'':>22}")
     for window in (32, 512):
         model = forecaster(window)
-        measured = 8 * window if window <= 64 else 2 * window  # whole anchor periods
+        measured = 8 * window if window <= 64 else 2 * window
         stream_cost(model, window)  # warm-up
         stream = min(stream_cost(model, measured) for _ in range(3))
         rerun = rerun_cost(model)
-        print(f"{window:>6} | {stream * 1e6:>28.0f} | {rerun * 1e6:>22.0f}")
+        label = f"model-bound, GRU 64x2, window {window}"
+        print(f"{label:<34} | {stream * 1e6:>9.0f} | {rerun * 1e6:>22.0f}")
 
 
 # -------------------------------------------------------------------- through the API
@@ -157,19 +167,36 @@ def batch_body(stream: int, offset: int, count: int) -> dict[str, list[dict[str,
     }
 
 
+# stream kinds measured through the API: PUT body, points of history posted before the timed load (the
+# model-bound history covers both the model's window and the detector's learning period, so it is scoring)
+KINDS: dict[str, tuple[dict[str, object], int]] = {
+    "model-bound": ({"model": "bench"}, max(API_WINDOW, DEFAULT_LEARNING_POINTS)),
+    "self-learning, from creation": ({}, 0),
+    "self-learning, scoring": ({}, DEFAULT_LEARNING_POINTS),
+}
+
+
 async def drive(
-    base: str, streams: int, batch: int, clients: int, duration: float, prefix: str = "b"
+    base: str,
+    streams: int,
+    batch: int,
+    clients: int,
+    duration: float,
+    prefix: str = "b",
+    kind: str = "model-bound",
 ) -> dict[str, float]:
     timeout = httpx.Timeout(60.0)
+    config, history = KINDS[kind]
     async with httpx.AsyncClient(base_url=base, timeout=timeout) as setup:
         for stream in range(streams):
-            reply = await setup.put(f"/v1/streams/{prefix}{stream}", json={"model": "bench"})
+            reply = await setup.put(f"/v1/streams/{prefix}{stream}", json=config)
             assert reply.status_code in (200, 201), reply.text
-            reply = await setup.post(
-                f"/v1/streams/{prefix}{stream}/points", json=batch_body(stream, 0, API_WINDOW)
-            )
-            assert reply.status_code == 200, reply.text
-    offsets = dict.fromkeys(range(streams), API_WINDOW)
+            if history:
+                reply = await setup.post(
+                    f"/v1/streams/{prefix}{stream}/points", json=batch_body(stream, 0, history)
+                )
+                assert reply.status_code == 200, reply.text
+    offsets = dict.fromkeys(range(streams), history)
     latencies: list[float] = []
     counts = {"points": 0, "scored": 0, "errors": 0}
     deadline = time.perf_counter() + duration
@@ -212,38 +239,42 @@ async def drive(
 
 def through_api(streams: int, batch: int, clients: int, duration: float) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="tswatch-bench-streams-"))
+    results: dict[str, tuple[dict[str, float], float, float]] = {}
     try:
         train(workdir / "models")
         port = free_port()
         server = start_server(workdir / "models", port)
         try:
             base = f"http://127.0.0.1:{port}"
-            asyncio.run(drive(base, min(streams, 4), batch, 2, 2.0, prefix="warm-up-"))
-            cpu_before, client_before = cpu_seconds(server.pid), time.process_time()
-            result = asyncio.run(drive(base, streams, batch, clients, duration))
-            server_cpu = cpu_seconds(server.pid) - cpu_before
-            client_cpu = time.process_time() - client_before
+            for number, kind in enumerate(KINDS):
+                warm_up = f"warm-up-{number}-"
+                asyncio.run(drive(base, min(streams, 4), batch, 2, 2.0, prefix=warm_up, kind=kind))
+                cpu_before, client_before = cpu_seconds(server.pid), time.process_time()
+                result = asyncio.run(drive(base, streams, batch, clients, duration, f"s{number}-", kind))
+                server_cpu = cpu_seconds(server.pid) - cpu_before
+                results[kind] = (result, server_cpu, time.process_time() - client_before)
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(30)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    points_per_s = result["points"] / result["elapsed"]
     print(
-        f"\nThrough the API: one `tswatch serve` (torch threads 1, SQLite) on 127.0.0.1, trained GRU 32 x 2, "
-        f"window {API_WINDOW}, calendar; {streams} streams x batches of {batch} points, {clients} clients, "
-        f"{result['elapsed']:.1f} s, {os.cpu_count()} CPUs shared by server and client"
+        f"\nThrough the API: one `tswatch serve` (torch threads 1, SQLite) on 127.0.0.1; model-bound streams use "
+        f"a trained GRU 32 x 2, window {API_WINDOW}, calendar; {streams} streams x batches of {batch} points, "
+        f"{clients} clients, {duration:.0f} s per row, {os.cpu_count()} CPUs shared by server and client"
     )
     print(
-        f"{'points/s':>9} {'scored/s':>9} {'req/s':>7} {'errors':>6} {'p50 ms':>7} {'p95 ms':>7} "
-        f"{'p99 ms':>7} {'server CPU ms/point':>19} {'client CPU ms/point':>19}"
+        f"{'stream kind':<29} {'points/s':>9} {'scored/s':>9} {'req/s':>7} {'errors':>6} {'p50 ms':>7} "
+        f"{'p95 ms':>7} {'p99 ms':>7} {'server CPU ms/pt':>16} {'client CPU ms/pt':>16}"
     )
-    print(
-        f"{points_per_s:>9.0f} {result['scored'] / result['elapsed']:>9.0f} "
-        f"{result['requests'] / result['elapsed']:>7.0f} {result['errors']:>6.0f} {result['p50']:>7.1f} "
-        f"{result['p95']:>7.1f} {result['p99']:>7.1f} {server_cpu / max(result['points'], 1) * 1e3:>19.3f} "
-        f"{client_cpu / max(result['points'], 1) * 1e3:>19.3f}"
-    )
+    for kind, (result, server_cpu, client_cpu) in results.items():
+        points = max(result["points"], 1)
+        print(
+            f"{kind:<29} {result['points'] / result['elapsed']:>9.0f} {result['scored'] / result['elapsed']:>9.0f} "
+            f"{result['requests'] / result['elapsed']:>7.0f} {result['errors']:>6.0f} {result['p50']:>7.1f} "
+            f"{result['p95']:>7.1f} {result['p99']:>7.1f} {server_cpu / points * 1e3:>16.3f} "
+            f"{client_cpu / points * 1e3:>16.3f}"
+        )
 
 
 def main() -> None:

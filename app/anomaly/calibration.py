@@ -55,6 +55,7 @@ from app.anomaly._validation import (
     short,
     state_field,
 )
+from app.anomaly.residuals import SpreadResidualScorer
 
 MIN_CALIBRATION_POINTS = 10
 _SHAPE_BOUNDS = (-0.1, 1.0)
@@ -346,3 +347,27 @@ def _require_fitted(name: str, calibrator: Any) -> ConformalCalibrator:
             "Call ConformalCalibrator().fit(magnitudes) first."
         )
     return calibrator
+
+
+def calibrate_from_residuals(
+    values: Any,
+    quantiles: Any,
+    quantile_levels: Any,
+    scorer: SpreadResidualScorer | None = None,
+    calibrator: ConformalCalibrator | None = None,
+) -> ConformalCalibrator:
+    """Fit a calibrator on held-out validation data: `values` [N], `quantiles` [N, Q] at `quantile_levels` [Q].
+
+    Rows without a forecast (all-NaN quantiles) are skipped. `calibrator` supplies the configuration
+    (tail quantile, caps); it is fitted in place and returned. Use the same `scorer` for detection.
+    """
+    if scorer is not None and not isinstance(scorer, SpreadResidualScorer):
+        raise ValueError(f"scorer must be a SpreadResidualScorer or None; got {short(scorer)}.")
+    if calibrator is not None and not isinstance(calibrator, ConformalCalibrator):
+        raise ValueError(
+            f"calibrator must be a ConformalCalibrator or None; got {short(calibrator)}. "
+            "Pass e.g. ConformalCalibrator(tail_quantile=0.9)."
+        )
+    scores = (scorer or SpreadResidualScorer()).score(values, quantiles, quantile_levels)
+    magnitudes = scores.magnitude[~np.isnan(scores.magnitude)]  # [N'] points that had a forecast
+    return (calibrator or ConformalCalibrator()).fit(magnitudes)

@@ -11,16 +11,13 @@ of *normal* points that get flagged, on a log scale: `alpha = 10 ** (3 * sensiti
 
 Each +0.1 of sensitivity doubles the false-alarm rate (x 10 ** 0.3). For a series sampled every 5 minutes
 (288 points a day), sensitivity 0.5 means roughly one flagged normal point a day; anomalies that stand out
-clearly are flagged at any sensitivity. A point is flagged when its calibrated score is >= 1 - alpha, i.e. when
-its conformal p-value is <= alpha.
+clearly are flagged at any sensitivity. The detector (`app.anomaly.detector`) flags a reading when the measured
+frequency of scores at least as high as its own, in the same series, is <= alpha (`ScoreCalibrator`).
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-import numpy as np
-import numpy.typing as npt
 
 from app.anomaly._validation import real_number
 
@@ -42,25 +39,3 @@ def validate_sensitivity(sensitivity: Any) -> float:
             "Use 0 for the fewest alarms, 1 for the most, 0.5 (default) for about 3 in 1000 normal points."
         )
     return value
-
-
-def validate_alpha(alpha: Any) -> float:
-    """`alpha` as a float in (0, 1)."""
-    value = real_number("alpha", alpha)
-    if not 0.0 < value < 1.0:
-        raise ValueError(
-            f"alpha must lie strictly between 0 and 1; got {value!r}. "
-            "Pass a false-alarm rate such as 0.003, or use sensitivity_to_alpha(sensitivity)."
-        )
-    return value
-
-
-def score_threshold(alpha: float) -> float:
-    """Score at or above which a point is flagged."""
-    return 1.0 - alpha
-
-
-def is_flagged(scores: npt.NDArray[np.float64], alpha: float) -> npt.NDArray[np.bool_]:
-    """Flag per score (NaN scores are never flagged)."""
-    with np.errstate(invalid="ignore"):
-        return np.asarray(scores >= score_threshold(alpha), dtype=bool)

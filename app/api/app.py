@@ -12,7 +12,7 @@ import app as package
 from app.api.limits import BodySizeLimitMiddleware
 from app.api.metrics import ApiMetrics, MetricsMiddleware
 from app.api.problems import install_problem_handlers
-from app.api.routes import forecasts, health, hooks, models, streams, ui, webhooks
+from app.api.routes import detect, forecasts, health, hooks, models, streams, ui, webhooks
 from app.api.services import Services
 from app.settings import Settings
 
@@ -37,7 +37,8 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     install_problem_handlers(application)
-    for router in (health.router, forecasts.router, models.router, streams.router, ui.router, ui.pages):
+    routers = (health.router, forecasts.router, detect.router, models.router, streams.router, ui.router)
+    for router in (*routers, ui.pages):
         application.include_router(router)
     application.mount("/ui/static", StaticFiles(directory=ui.STATIC_DIR), name="ui-static")
     for router in (hooks.router, webhooks.router):

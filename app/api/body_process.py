@@ -22,19 +22,17 @@ from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 
-from app.api.detect_wire import parse_detect_body
+from app.api.detect_wire import ParsedDetect, parse_detect_body
 from app.concurrency import run_blocking
 from app.serving.detection import release_free_memory
-from app.serving.inference import SeriesInput
 
 logger = logging.getLogger("tswatch.api")
 
-ParsedDetect = tuple[float, list[SeriesInput]]
 PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 def _parse_in_child(content_type: str | None, body: bytes) -> tuple[str, Any]:
-    """("ok", (sensitivity, inputs)) or ("invalid", FastAPI's error list): plain picklable data either way."""
+    """("ok", (options, inputs)) or ("invalid", FastAPI's error list): plain picklable data either way."""
     try:
         return "ok", parse_detect_body(content_type, body)
     except RequestValidationError as error:

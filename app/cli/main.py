@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "app.cli.evaluate",
     "app.cli.detect",
     "app.cli.hooks",
+    "app.cli.db",
 )
 
 cli = typer.Typer(

@@ -1,9 +1,10 @@
 """The training report PNG (headless matplotlib), drawn from a version's manifest alone.
 
 Four panels: training/validation loss per epoch, test-period one-step forecasts of the first series with the
-calibrated 80%/95% bands, the validation residual histogram with the calibrated flagging thresholds, and test
-MAE / MASE next to the seasonal-naive and random-walk baselines. Versions trained before the manifest carried a
-`report` section get the panels the manifest can still support and a note on the others.
+calibrated 80%/95% bands, the validation residual histogram, and test MAE / MASE next to the seasonal-naive and
+random-walk baselines. Versions trained before the manifest carried a `report` section get the panels the manifest
+can still support and a note on the others. The histogram draws no flagging thresholds: detection calibrates its
+flags on the series it scores, not on these validation residuals.
 """
 
 from __future__ import annotations
@@ -69,18 +70,7 @@ def _residual_panel(axis: Axes, residuals: ResidualHistogram | None) -> None:
     edges = np.asarray(residuals.edges, dtype=float)
     counts = np.asarray(residuals.counts, dtype=float)
     axis.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color="tab:gray", alpha=0.7)
-    colours = iter(["tab:red", "tab:orange", "tab:purple"])
-    for sensitivity, threshold in residuals.thresholds.items():
-        colour = next(colours, "tab:red")
-        if threshold is None:
-            axis.plot([], [], color=colour, linestyle="--", label=f"sensitivity {sensitivity}: none flagged")
-            continue
-        axis.axvline(
-            threshold, color=colour, linestyle="--", label=f"threshold ±{threshold:.2f} (s={sensitivity})"
-        )
-        axis.axvline(-threshold, color=colour, linestyle="--")
     axis.set_xlabel("residual / spread")
-    axis.legend(fontsize=8)
 
 
 def _metrics_panel(axis: Axes, metrics: EvaluationMetrics) -> None:
@@ -88,10 +78,15 @@ def _metrics_panel(axis: Axes, metrics: EvaluationMetrics) -> None:
     rows = metrics.by_forecaster()
     names = [f"{name.replace('_', ' ')}\nMAE {values.mae:.3g}" for name, values in rows.items()]
     positions = np.arange(len(rows))
-    seasonal = [values.mase_seasonal for values in rows.values()]
-    walk = [values.mase_random_walk for values in rows.values()]
-    axis.bar(positions - 0.2, seasonal, width=0.4, label="MASE (seasonal)")
-    axis.bar(positions + 0.2, walk, width=0.4, label="MASE (random walk)")
+    for offset, label, scaled in (
+        (-0.2, "MASE (seasonal)", [values.mase_seasonal for values in rows.values()]),
+        (0.2, "MASE (random walk)", [values.mase_random_walk for values in rows.values()]),
+    ):
+        heights = [np.nan if value is None else value for value in scaled]
+        axis.bar(positions + offset, heights, width=0.4, label=label)
+        for position, value in zip(positions, scaled, strict=True):
+            if value is None:  # undefined (zero naive scale): say so where the bar would be
+                axis.text(position + offset, 0.0, "n/a", ha="center", va="bottom", fontsize=8, color="0.4")
     axis.set_xticks(positions, names)
     axis.legend(fontsize=8)
 

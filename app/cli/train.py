@@ -21,18 +21,40 @@ from app.training.data.errors import DataValidationError
 from app.training.data.parsing import DEFAULT_TIME_COL, DEFAULT_VALUE_COL
 from app.training.pipeline import TrainingResult, train_file
 
+SCALED_COLUMNS = {"mase_seasonal": "MASE (seasonal)", "mase_random_walk": "MASE (random walk)"}
+
+
+def _scaled(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _metric_notes(metrics: EvaluationMetrics) -> str | None:
+    """Why a MASE is n/a or partial, once per metric (every forecaster shares its scale)."""
+    lines = []
+    for metric, column in SCALED_COLUMNS.items():
+        notes = [
+            values.notes[metric] for values in metrics.by_forecaster().values() if metric in values.notes
+        ]
+        if notes:
+            lines.append(f"{column}: {notes[0]}")
+    return "\n".join(lines) or None
+
 
 def metrics_table(metrics: EvaluationMetrics) -> Table:
-    table = Table(title=f"Test split ({metrics.test_windows} windows, season {metrics.season})")
-    for column in ("forecaster", "MAE", "RMSE", "MASE (seasonal)", "MASE (random walk)"):
+    table = Table(
+        title=f"Test split ({metrics.test_windows} windows, season {metrics.season})",
+        caption=_metric_notes(metrics),
+        caption_justify="left",
+    )
+    for column in ("forecaster", "MAE", "RMSE", *SCALED_COLUMNS.values()):
         table.add_column(column, justify="right" if column != "forecaster" else "left")
     for name, values in metrics.by_forecaster().items():
         table.add_row(
             name.replace("_", " "),
             f"{values.mae:.4g}",
             f"{values.rmse:.4g}",
-            f"{values.mase_seasonal:.3f}",
-            f"{values.mase_random_walk:.3f}",
+            _scaled(values.mase_seasonal),
+            _scaled(values.mase_random_walk),
         )
     return table
 

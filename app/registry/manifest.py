@@ -38,9 +38,12 @@ UtcStamp = Annotated[datetime, AfterValidator(to_aware_utc), PlainSerializer(to_
 
 
 class ManifestPart(BaseModel):
-    """Unknown keys are refused, so a typo in a producer or a foreign file fails loudly."""
+    """Unknown keys are refused, so a typo in a producer or a foreign file fails loudly; so are NaN and
+    infinities, which JSON cannot carry (an undefined number is null, with the reason beside it)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, serialize_by_alias=True, validate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, serialize_by_alias=True, validate_by_name=True, allow_inf_nan=False
+    )
 
 
 class Runtime(ManifestPart):
@@ -76,10 +79,20 @@ class DataDescription(ManifestPart):
 
 
 class Accuracy(ManifestPart):
+    """Test errors of one forecaster. A MASE is null when its scale (the naive forecast's in-sample MAE) is 0
+    for every series, as on a series constant or all zero over its training rows; `notes` says why, and also
+    when a MASE covers only some series. `notes` is written only when it says something, so manifests
+    without one keep their version-2 bytes."""
+
     mae: float
     rmse: float
-    mase_seasonal: float
-    mase_random_walk: float
+    mase_seasonal: float | None
+    mase_random_walk: float | None
+    notes: dict[str, str] = Field(
+        default_factory=dict,
+        exclude_if=lambda notes: not notes,
+        description="Metric -> why it is null or covers only some series.",
+    )
 
 
 class Baselines(ManifestPart):
@@ -178,7 +191,11 @@ class ResidualHistogram(ManifestPart):
     edges: list[float]
     counts: list[int]
     thresholds: dict[str, float | None] = Field(
-        description="Sensitivity -> |residual| flagged at and above (null: nothing is flagged at it)."
+        description=(
+            "Sensitivity -> |residual| the training-time calibration would flag (null: too few residuals to "
+            "resolve that false-alarm rate). Recorded only: detection calibrates its flags on the series it "
+            "scores and does not use these; nothing draws them."
+        )
     )
     calibration_points: int
 

@@ -1,4 +1,4 @@
-"""From request series to model inputs and back: windows, calendar inputs, intervals, batch detection."""
+"""From request series to model inputs and back: windows, calendar inputs, intervals."""
 
 from __future__ import annotations
 
@@ -6,20 +6,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.anomaly import CalibrationSet, DetectionResult, ResidualDetector
-from app.anomaly.points import ScoredPoint
 from app.errors import InvalidInputError
 from app.forecasting.calendar import future_timestamps
 from app.forecasting.forecaster import Forecaster
 from app.forecasting.quantiles import interval_interpolation
-from app.forecasting.windows import sliding_windows
-from app.timestamps import datetime64s_to_naive
 
 
 @dataclass(frozen=True)
 class SeriesInput:
     id: str
-    values: np.ndarray  # [N] float64
+    values: np.ndarray  # [N] float64 (NaN: a missing reading; detection only)
     timestamps: np.ndarray | None  # [N] datetime64[ns]
 
 
@@ -134,102 +130,3 @@ def forecast_timestamps(item: SeriesInput, position: int, frequency: str, horizo
             f"series {item.id!r}: {error}; send a series that ends earlier or ask for a shorter horizon",
             fields={"field": f"series.{position}.timestamps"},
         ) from None
-
-
-def _optional(values: np.ndarray) -> list[float | None]:
-    """Floats with NaN as None: [n] -> n entries."""
-    return [None if value != value else value for value in values.tolist()]  # NaN != NaN
-
-
-# Windows per chunk of detection work: the windows, calendar inputs and forward passes of one chunk are all that
-# is materialised at a time (never [N, window, features] for a whole series). A multiple of PREDICT_BATCH, so
-# the forward passes see exactly the batches an unchunked pass would: the scores are bitwise the same.
-DETECT_CHUNK_WINDOWS = 8192
-PREDICT_BATCH = 1024
-
-
-def lead_one_quantiles(
-    forecaster: Forecaster, item: SeriesInput, chunk_windows: int = DETECT_CHUNK_WINDOWS
-) -> np.ndarray:
-    """Every point's one-step-ahead quantile forecast, [N] -> [N, Q] (NaN rows for the first `window` points).
-
-    Point i >= window is forecast from values[i - window : i]; windows and calendar inputs are built per chunk
-    of `chunk_windows` windows, and only the first forecast step of each window is kept.
-    """
-    if chunk_windows < 1 or chunk_windows % PREDICT_BATCH:
-        raise ValueError(f"chunk_windows must be a positive multiple of {PREDICT_BATCH}; got {chunk_windows}")
-    window = forecaster.spec.window
-    origins = len(item.values) - window  # windows that end before the last point
-    quantiles = np.full((len(item.values), len(forecaster.spec.quantiles)), np.nan)  # [N, Q]
-    for start in range(0, origins, chunk_windows):
-        stop = min(start + chunk_windows, origins)
-        span = slice(start, stop + window - 1)  # the points the chunk's windows read
-        windows = sliding_windows(item.values[span], window)  # [n] -> [n - L + 1, L] (a view)
-        calendar = None
-        if forecaster.uses_calendar:
-            if item.timestamps is None:
-                raise ValueError("this model uses calendar features; timestamps are required")
-            # per-point encodings, then windows over them: [n, C] -> [n - L + 1, L, C] (a view)
-            calendar = sliding_windows(forecaster.calendar(item.timestamps[span]), window)
-        for first in range(0, stop - start, PREDICT_BATCH):
-            batch = slice(first, first + PREDICT_BATCH)
-            inputs = None if calendar is None else np.ascontiguousarray(calendar[batch])  # a writable copy
-            forecasts = forecaster.predict(windows[batch], inputs)  # [B, L] (+ [B, L, C]) -> [B, H, Q]
-            require_finite([item], forecasts[np.newaxis], positions=False)
-            offset = window + start + first
-            quantiles[offset : offset + len(forecasts)] = forecasts[:, 0, :]  # lead-one forecasts
-    return quantiles
-
-
-@dataclass(frozen=True)
-class ScoredSeries:
-    """One series' detection in columnar form: the fields of `ScoredPoint` as arrays (cheap for long series).
-
-    `points` materialises `ScoredPoint`s for a range, where per-point objects are really needed."""
-
-    item: SeriesInput
-    result: DetectionResult
-
-    @property
-    def anomalies(self) -> int:
-        return int(self.result.is_anomaly.sum())
-
-    def __len__(self) -> int:
-        return len(self.item.values)
-
-    def points(self, start: int = 0, stop: int | None = None) -> list[ScoredPoint]:
-        item, result = self.item, self.result
-        span = slice(start, len(self) if stop is None else min(stop, len(self)))
-        count = len(item.values[span])
-        stamps = [None] * count if item.timestamps is None else datetime64s_to_naive(item.timestamps[span])
-        return [
-            ScoredPoint(start + k, *fields)
-            for k, fields in enumerate(
-                zip(
-                    stamps,
-                    item.values[span].tolist(),
-                    _optional(result.expected[span]),
-                    _optional(result.lower[span]),
-                    _optional(result.upper[span]),
-                    _optional(result.score[span]),
-                    result.is_anomaly[span].tolist(),
-                    list(result.direction[span]),
-                    strict=True,
-                )
-            )
-        ]
-
-
-def score_series(
-    forecaster: Forecaster,
-    calibration: CalibrationSet,
-    item: SeriesInput,
-    sensitivity: float,
-    chunk_windows: int = DETECT_CHUNK_WINDOWS,
-) -> ScoredSeries:
-    """Score every point from its one-step-ahead forecast; the first `window` points have no score."""
-    quantiles = lead_one_quantiles(forecaster, item, chunk_windows)
-    result = ResidualDetector(calibration, sensitivity).detect(
-        item.values, quantiles, forecaster.spec.quantiles, item.id
-    )
-    return ScoredSeries(item, result)

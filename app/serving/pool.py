@@ -26,7 +26,6 @@ from typing import ParamSpec, TypeVar
 
 import numpy as np
 
-from app.anomaly import CalibrationSet
 from app.concurrency import run_blocking
 from app.errors import NotFoundError, TswatchError
 from app.registry.artifacts import ArtifactIntegrityError
@@ -52,7 +51,6 @@ RunBatch = Callable[[list[bytes]], "asyncio.Future[list[BodyReply]]"]
 class ServedModel:
     loaded: LoadedModel
     batcher: MicroBatcher[bytes, BodyReply]
-    calibration: CalibrationSet
 
     @property
     def name(self) -> str:
@@ -165,9 +163,8 @@ class ModelPool:
             raise
         self._failures.forget(info)
         self.hooks.on_load(info.name, info.version, True)
-        calibration = loaded.manifest.calibration()
         batcher = MicroBatcher(run_batch, self.batch_max_wait, self.batch_max_size)
-        return ServedModel(loaded=loaded, batcher=batcher, calibration=calibration)
+        return ServedModel(loaded=loaded, batcher=batcher)
 
     async def _batch_runner(self, loaded: LoadedModel) -> RunBatch:
         ref = {"name": loaded.name, "version": loaded.version}

@@ -1,13 +1,15 @@
-"""Read-only queries over the stream tables for overviews (the dashboard): summaries and the newest points."""
+"""Read-only queries over the stream tables for overviews (the dashboard): summaries and the newest points (by
+position: the order they were appended in, duplicate and late readings included)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast, get_args
 
 from sqlalchemy import func, select
 
-from app.anomaly.points import ScoredPoint
+from app.anomaly.points import Sampling, ScoredPoint
 from app.storage.database import Database
 from app.storage.tables.streams import StreamEpisodeRow, StreamPointRow, StreamRow
 
@@ -15,7 +17,7 @@ from app.storage.tables.streams import StreamEpisodeRow, StreamPointRow, StreamR
 @dataclass(frozen=True)
 class StreamSummary:
     id: str
-    model: str
+    model: str | None  # None: a self-learning stream
     alias: str | None
     version: int | None  # pinned version
     sensitivity: float
@@ -53,6 +55,11 @@ def stream_summaries(database: Database) -> list[StreamSummary]:
         ]
 
 
+def _sampling(stored: str | None) -> Sampling:
+    """A stored point's sampling ("regular" for rows written before it was recorded)."""
+    return cast(Sampling, stored) if stored in get_args(Sampling) else "regular"
+
+
 def latest_points(database: Database, stream_id: str, limit: int) -> list[ScoredPoint] | None:
     """The newest `limit` stored points of a stream, oldest first; None when the stream does not exist."""
     with database.session() as session:
@@ -61,7 +68,7 @@ def latest_points(database: Database, stream_id: str, limit: int) -> list[Scored
         rows = session.scalars(
             select(StreamPointRow)
             .where(StreamPointRow.stream_id == stream_id)
-            .order_by(StreamPointRow.timestamp.desc())
+            .order_by(StreamPointRow.position.desc())
             .limit(limit)
         ).all()
         return [
@@ -75,6 +82,7 @@ def latest_points(database: Database, stream_id: str, limit: int) -> list[Scored
                 score=row.score,
                 is_anomaly=bool(row.is_anomaly),
                 direction=row.direction,
+                sampling=_sampling(row.sampling),
             )
             for row in reversed(rows)
         ]

@@ -1,16 +1,20 @@
 """Streams kept by the server: configuration, incremental scoring and durable state.
 
-`append` validates the whole batch first (nothing changes when any point is refused), scores it on the inference
-thread (`pool.infer`), and writes the points, the new scorer state and the episode changes in ONE database
-transaction. A point is acknowledged only after that commit, so a crash (even kill -9) loses no acknowledged
-point, and a restart resumes from the stored state with identical scores. A per-stream asyncio lock serialises
-appends within the process; a `revision` check in the transaction refuses (409) a write that raced another
-process or a configuration change.
+`append` checks the batch (only malformed input is refused: duplicate, late and missing readings are input,
+answered with their `sampling` and `score: null`), scores it on the inference thread (`StreamState`: the one
+detector, plus a registered model's forecasts for a model-bound stream), and writes the points, the new stream state and the episode changes in ONE database transaction. A point is
+acknowledged only after that commit, so a crash (even kill -9) loses no acknowledged point, and a restart resumes
+from the stored state with identical scores: the detector refits inline at readings fixed by its schedule, so
+scores never depend on timing. A per-stream asyncio lock serialises appends within the process; a `revision`
+check in the transaction refuses (409) a write that raced another process or a configuration change.
 
-Model binding: a stream follows `alias` (or the default version) of its model unless a version is pinned. When
-the version that answers changes (alias moved, new default), the next append rebuilds the scorer from the stored
-recent values on the new version (new anchor and hidden state, calibrator restarted on the new version's
-calibration, open alarm carried over); see `StreamScorer.from_state`.
+Streams without a `model` learn their own forecaster (the detector's learning period, `learning_points`). A
+model-bound stream follows `alias` (or the default version) of its model unless a version is pinned; when the
+version that answers changes, the next append rebuilds the forecasts on the new version (`StreamState.bind`).
+Changing a stream's model, alias, version or learning_points restarts its detector (it learns again from the
+next readings; positions keep counting and an open alarm carries over); changing sensitivity or alerts keeps it.
+With `alerts` false (the stream's option, or `alerts=False` for one append) alarms are stored as usual but the
+alarm sink is told not to announce them (no webhooks).
 """
 
 from __future__ import annotations
@@ -26,44 +30,47 @@ from typing import Any
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
-from app.anomaly import AlarmEvent, Episode
+from app.anomaly import AlarmEvent, AlarmPolicy, DetectorConfig, Episode
+from app.anomaly.detector import DEFAULT_LEARNING_POINTS
 from app.anomaly.episodes import PointRecord
 from app.anomaly.points import ScoredPoint
 from app.anomaly.sensitivity import DEFAULT_SENSITIVITY, validate_sensitivity
 from app.concurrency import run_blocking
 from app.errors import ConflictError, InvalidInputError, NotFoundError, TswatchError
-from app.serving.pool import ModelPool, ServedModel
+from app.serving.pool import ModelPool
 from app.storage.database import Database
 from app.storage.tables.streams import StreamEpisodeRow, StreamPointRow, StreamRow
 from app.streams.locks import LockRegistry
 from app.streams.queries import StreamSummary, latest_points, stream_summaries
-from app.streams.scoring import StreamScorer
+from app.streams.scoring import DetectorStatus, Reading, ServingModel, StreamState
 from app.timestamps import from_state_iso, to_state_iso, utc_now
 
 MAX_STREAM_ID = 200
-MAX_CACHED_SCORERS = 10_000
+MAX_CACHED_STATES = 10_000
 
 
 @dataclass(frozen=True)
 class StreamInfo:
     id: str
-    model: str
+    model: str | None  # None: a self-learning stream
     alias: str | None
     version: int | None  # pinned version, None = follow alias / default
     sensitivity: float
+    alerts: bool
     created_at: datetime
     updated_at: datetime
-    last_timestamp: datetime | None
+    last_timestamp: datetime | None  # the newest timestamp received
     point_count: int
-    state_model_version: int | None  # version the scoring state was built with
+    state_model_version: int | None  # model version the forecasts were built with (None: self-learning)
     open_episode: Episode | None
+    detector: DetectorStatus
 
 
 @dataclass(frozen=True)
 class AppendResult:
     stream: StreamInfo
-    model_name: str
-    model_version: int
+    model_name: str | None
+    model_version: int | None
     points: list[ScoredPoint]
     events: list[AlarmEvent]
 
@@ -73,12 +80,13 @@ class StagedAppend:
     """Scored points of one stream about to be stored: what transaction hooks (the webhook outbox) see."""
 
     stream_id: str
-    model_name: str
-    model_version: int
+    model_name: str | None
+    model_version: int | None
     points: list[ScoredPoint]
     events: list[AlarmEvent]
+    alerts: bool  # False: store the alarm changes, announce none (the stream's option or the request's)
     row: StreamRow = field(repr=False)
-    scorer: StreamScorer = field(repr=False)
+    stream: StreamState = field(repr=False)
     state: str = field(repr=False)
 
 
@@ -100,7 +108,7 @@ class StreamService:
         self.database = database
         self.pool = pool
         self._locks = LockRegistry()  # one lock per stream id, only while held or awaited
-        self._scorers: OrderedDict[str, tuple[int, StreamScorer]] = OrderedDict()  # id -> (revision, scorer)
+        self._states: OrderedDict[str, tuple[int, StreamState]] = OrderedDict()  # id -> (revision, state)
         self.alarm_sink = alarm_sink
 
     @property
@@ -112,36 +120,49 @@ class StreamService:
     async def upsert(
         self,
         stream_id: str,
-        model: str,
+        model: str | None,
         alias: str | None = None,
         version: int | None = None,
         sensitivity: float = DEFAULT_SENSITIVITY,
+        learning_points: int | None = None,
+        alerts: bool = True,
     ) -> tuple[StreamInfo, bool]:
-        """Create or reconfigure a stream; returns (info, created). The model must resolve now."""
+        """Create or reconfigure a stream; returns (info, created). A `model` must resolve now; None creates a
+        self-learning stream. See the module docstring for which changes restart the detector."""
         check_stream_id(stream_id)
         if version is not None and alias is not None:
             raise InvalidInputError("pass either version or alias, not both", fields={"field": "version"})
-        value = _sensitivity(sensitivity)
-        await self.pool.get(model, version=version, alias=alias)  # 404 when it does not resolve
+        if model is None and (alias is not None or version is not None):
+            field_name = "alias" if alias is not None else "version"
+            raise InvalidInputError(
+                f"{field_name} selects a version of a model; pass model too, or neither for a self-learning "
+                "stream",
+                fields={"field": field_name},
+            )
+        config = StreamConfig(model, alias, version, _sensitivity(sensitivity), learning_points, alerts)
+        _detector_config(learning_points)  # 422 naming learning_points when out of range
+        if model is not None:
+            await self.pool.get(model, version=version, alias=alias)  # 404 when it does not resolve
         async with self._locks.hold(stream_id):
-            self._scorers.pop(stream_id, None)
-            created = await run_blocking(self._write_config, stream_id, model, alias, version, value)
+            self._states.pop(stream_id, None)
+            created = await run_blocking(self._write_config, stream_id, config)
             return await self.get(stream_id), created
 
-    def _write_config(
-        self, stream_id: str, model: str, alias: str | None, version: int | None, sensitivity: float
-    ) -> bool:
+    def _write_config(self, stream_id: str, config: StreamConfig) -> bool:
         with self.database.session() as session:
             row = session.get(StreamRow, stream_id)
             created = row is None
             if row is None:
                 row = StreamRow(id=stream_id, point_count=0, revision=0)
                 session.add(row)
-            row.model_name, row.alias, row.pinned_version, row.sensitivity = (
-                model,
-                alias,
-                version,
-                sensitivity,
+            elif row.state is not None and _binding(row) != config.binding:
+                row.state = _reset_state(row, config)
+                row.state_model_version = None
+            row.model_name, row.alias, row.pinned_version = config.model, config.alias, config.version
+            row.sensitivity, row.learning_points, row.alerts = (
+                config.sensitivity,
+                config.learning_points,
+                config.alerts,
             )
             row.updated_at = utc_now()
             row.revision = (row.revision or 0) + 1
@@ -149,11 +170,17 @@ class StreamService:
 
     async def get(self, stream_id: str) -> StreamInfo:
         loaded = await run_blocking(self._load, stream_id)
-        return _info(loaded.row, loaded.open_episode)
+        row = loaded.row
+        cached = self._states.get(stream_id)  # never scored while cached: an append takes it out first
+        if cached is not None and cached[0] == row.revision:
+            status = cached[1].status()
+        else:
+            status = await run_blocking(_stored_status, row)
+        return _info(row, loaded.open_episode, status)
 
     async def delete(self, stream_id: str) -> None:
         async with self._locks.hold(stream_id):
-            self._scorers.pop(stream_id, None)
+            self._states.pop(stream_id, None)
             await run_blocking(self._delete, stream_id)
 
     def _delete(self, stream_id: str) -> None:
@@ -193,96 +220,92 @@ class StreamService:
         return points
 
     # ---------------------------------------------------------------- points
-    async def append(self, stream_id: str, points: Sequence[tuple[datetime, float]]) -> AppendResult:
-        """Validate, score and durably store `points` (timestamp naive UTC, value) in order."""
+    async def append(self, stream_id: str, points: Sequence[Reading], alerts: bool = True) -> AppendResult:
+        """Score and durably store `points` (timestamp naive UTC, value or None) in order; `alerts=False`
+        announces none of the alarms they cause (backfill)."""
         async with self._locks.hold(stream_id):
             row = await self._checked_row(stream_id, points)
-            staged = await self._stage(stream_id, points, row)
+            staged = await self._stage(stream_id, points, row, alerts)
             revision, stream = await run_blocking(self._persist, staged)
-            self._remember(stream_id, revision, staged.scorer)
+            self._remember(stream_id, revision, staged.stream)
         return AppendResult(stream, staged.model_name, staged.model_version, staged.points, staged.events)
 
     def _score(
         self,
         row: StreamRow,
-        served: ServedModel,
-        cached: tuple[int, StreamScorer] | None,
-        points: list[tuple[datetime, float]],
-    ) -> tuple[list[ScoredPoint], list[AlarmEvent], StreamScorer]:
-        scorer = self._scorer_for(row, served, cached)
+        serving: ServingModel | None,
+        cached: tuple[int, StreamState] | None,
+        points: list[Reading],
+    ) -> tuple[list[ScoredPoint], list[AlarmEvent], StreamState, str]:
+        """Score `points` (on a worker thread); also the new state as JSON text."""
+        stream = cached[1] if cached is not None and cached[0] == row.revision else _stored_state(row)
+        stream.detector.set_sensitivity(row.sensitivity)
+        stream.bind(serving)
         scored: list[ScoredPoint] = []
         events: list[AlarmEvent] = []
         for timestamp, value in points:
-            point, point_events = scorer.append(timestamp, value)
+            point, point_events = stream.append(timestamp, value)
             scored.append(point)
             events.extend(point_events)
-        return scored, events, scorer
-
-    @staticmethod
-    def _scorer_for(
-        row: StreamRow, served: ServedModel, cached: tuple[int, StreamScorer] | None
-    ) -> StreamScorer:
-        calibrator = served.calibration.for_series(row.id)
-        forecaster = served.loaded.forecaster
-        same_model = cached is not None and (cached[1].model_name, cached[1].model_version) == (
-            served.name,
-            served.version,
-        )
-        if cached is not None and cached[0] == row.revision and same_model:
-            scorer = cached[1]
-        elif row.state:
-            scorer = StreamScorer.from_state(
-                json.loads(row.state), forecaster, calibrator, served.name, served.version
-            )
-        else:
-            scorer = StreamScorer(forecaster, calibrator, row.sensitivity, served.name, served.version)
-        scorer.set_sensitivity(row.sensitivity)
-        return scorer
+        return scored, events, stream, json.dumps(stream.to_state(), allow_nan=False)
 
     async def append_many(
         self,
-        batches: Sequence[tuple[str, Sequence[tuple[datetime, float]]]],
+        batches: Sequence[tuple[str, Sequence[Reading]]],
         in_transaction: TransactionHook | None = None,
+        alerts: bool = True,
     ) -> list[AppendResult]:
         """Append to several streams in ONE transaction: every point of every stream is stored, or none.
 
-        Each stream's points are validated and scored like `append`; `in_transaction` runs inside the
+        Each stream's points are checked and scored like `append`; `in_transaction` runs inside the
         transaction after all streams are written (e.g. to record an idempotency key with the response)."""
         ids = [stream_id for stream_id, _ in batches]
         if len(set(ids)) != len(ids):
             raise InvalidInputError("each stream may appear once per batch", fields={"field": "points"})
         async with self._locks.hold_all(ids):  # sorted: one global order, no deadlock between batches
-            staged = [await self._stage_named(stream_id, points) for stream_id, points in batches]
+            staged = [await self._stage_named(stream_id, points, alerts) for stream_id, points in batches]
             written = await run_blocking(self._persist_many, staged, in_transaction)
             for item, (revision, _) in zip(staged, written, strict=True):
-                self._remember(item.stream_id, revision, item.scorer)
+                self._remember(item.stream_id, revision, item.stream)
         results = []
         for item, (_, info) in zip(staged, written, strict=True):
             results.append(AppendResult(info, item.model_name, item.model_version, item.points, item.events))
         return results
 
-    async def _stage_named(self, stream_id: str, points: Sequence[tuple[datetime, float]]) -> StagedAppend:
+    async def _stage_named(self, stream_id: str, points: Sequence[Reading], alerts: bool) -> StagedAppend:
         """`_stage` for one stream of a batch: a refusal of the stream or its points names the stream."""
         try:
             row = await self._checked_row(stream_id, points)
         except TswatchError as error:
             raise type(error)(f"stream {stream_id!r}: {error.detail}", fields=error.fields) from error
-        return await self._stage(stream_id, points, row)
+        return await self._stage(stream_id, points, row, alerts)
 
-    async def _checked_row(self, stream_id: str, points: Sequence[tuple[datetime, float]]) -> StreamRow:
-        row = (await run_blocking(self._load, stream_id)).row
-        check_points(points, row.last_timestamp)
-        return row
+    async def _checked_row(self, stream_id: str, points: Sequence[Reading]) -> StreamRow:
+        check_points(points)
+        return (await run_blocking(self._load, stream_id)).row
 
     async def _stage(
-        self, stream_id: str, points: Sequence[tuple[datetime, float]], row: StreamRow
+        self, stream_id: str, points: Sequence[Reading], row: StreamRow, alerts: bool
     ) -> StagedAppend:
-        """Score `points` (checked against `row`) without storing them."""
-        served = await self.pool.get(row.model_name, version=row.pinned_version, alias=row.alias)
-        cached = self._scorers.pop(stream_id, None)
-        scored, events, scorer = await self.pool.infer(self._score, row, served, cached, list(points))
-        state = json.dumps(scorer.to_state())
-        return StagedAppend(stream_id, served.name, served.version, scored, events, row, scorer, state)
+        """Score `points` without storing them, on the pool's single inference thread (every stream: one
+        CPU-bound thread at a time, so the event loop keeps answering while many streams append)."""
+        cached = self._states.pop(stream_id, None)
+        serving = None
+        if row.model_name is not None:
+            served = await self.pool.get(row.model_name, version=row.pinned_version, alias=row.alias)
+            serving = ServingModel(served.name, served.version, served.loaded.forecaster)
+        scored, events, stream, state = await self.pool.infer(self._score, row, serving, cached, list(points))
+        return StagedAppend(
+            stream_id,
+            stream.model,
+            stream.model_version,
+            scored,
+            events,
+            alerts and row.alerts,
+            row,
+            stream,
+            state,
+        )
 
     def _persist_many(
         self, staged: list[StagedAppend], in_transaction: TransactionHook | None
@@ -299,7 +322,7 @@ class StreamService:
 
     def _write(self, session: Session, staged: StagedAppend) -> tuple[int, StreamInfo]:
         """Store one stream's points and state; the new revision and the stream as stored (no reload)."""
-        loaded, scorer, scored = staged.row, staged.scorer, staged.points
+        loaded, stream, scored = staged.row, staged.stream, staged.points
         row = session.get(StreamRow, loaded.id)
         if row is None or row.revision != loaded.revision:
             raise ConflictError(
@@ -309,15 +332,17 @@ class StreamService:
         session.add_all(_point_row(loaded.id, point, staged.model_version) for point in scored)
         for event in staged.events:
             _apply_event(session, loaded.id, event)
-        open_row = _refresh_open_episode(session, loaded.id, scorer.policy.open_episode)
+        open_row = _refresh_open_episode(session, loaded.id, stream.policy.open_episode)
         row.state = staged.state
-        row.state_model_version = scorer.model_version
-        row.point_count = scorer.point_count
-        row.last_timestamp = scorer.last_timestamp
+        row.state_model_version = stream.model_version
+        row.point_count = stream.position
+        newest = max(point.timestamp for point in scored if point.timestamp is not None)
+        row.last_timestamp = newest if row.last_timestamp is None else max(row.last_timestamp, newest)
         row.updated_at = utc_now()
         row.revision += 1
         self.alarm_sink(session, staged)
-        return row.revision, _info(row, None if open_row is None else _stored_episode(open_row))
+        episode = None if open_row is None else _stored_episode(open_row)
+        return row.revision, _info(row, episode, stream.status())
 
     # ---------------------------------------------------------------- helpers
     def _load(self, stream_id: str) -> _Loaded:
@@ -335,10 +360,10 @@ class StreamService:
             session.expunge(row)
             return _Loaded(row, None if episode is None else _stored_episode(episode))
 
-    def _remember(self, stream_id: str, revision: int, scorer: StreamScorer) -> None:
-        self._scorers[stream_id] = (revision, scorer)
-        while len(self._scorers) > MAX_CACHED_SCORERS:
-            self._scorers.popitem(last=False)
+    def _remember(self, stream_id: str, revision: int, stream: StreamState) -> None:
+        self._states[stream_id] = (revision, stream)
+        while len(self._states) > MAX_CACHED_STATES:
+            self._states.popitem(last=False)
 
 
 # -------------------------------------------------------------------- validation
@@ -350,29 +375,20 @@ def check_stream_id(stream_id: str) -> None:
         )
 
 
-def check_points(points: Sequence[tuple[datetime, float]], last: datetime | None) -> None:
-    """Refuse the whole batch unless timestamps strictly increase and follow the stream's last point."""
+def check_points(points: Sequence[Reading]) -> None:
+    """Refuse only malformed input: no points, or a value that is neither a finite number nor null.
+
+    Duplicate, late and out-of-order timestamps are input (see `app.anomaly.sampling`), not refused."""
     if not points:
         raise InvalidInputError("send at least one point", fields={"field": "points"})
-    for index, (stamp, value) in enumerate(points):
-        if not isinstance(value, int | float) or value != value or value in (float("inf"), float("-inf")):
+    for index, (_, value) in enumerate(points):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise InvalidInputError(
-                f"points.{index}.value must be a finite number", fields={"field": f"points.{index}.value"}
+                f"points.{index}.value must be a finite number or null",
+                fields={"field": f"points.{index}.value"},
             )
-        if index and stamp <= points[index - 1][0]:
-            kind = "duplicates" if stamp == points[index - 1][0] else "comes before"
-            raise InvalidInputError(
-                f"points.{index}.timestamp ({stamp.isoformat()}) {kind} points.{index - 1}.timestamp; "
-                "timestamps must strictly increase within a request; nothing was stored",
-                fields={"field": f"points.{index}.timestamp"},
-            )
-    first = points[0][0]
-    if last is not None and first <= last:
-        raise ConflictError(
-            f"points.0.timestamp ({first.isoformat()}) is not after the stream's last point ({last.isoformat()}); "
-            "points already stored cannot be replaced or inserted before; nothing was stored",
-            fields={"field": "points.0.timestamp", "last_timestamp": last.isoformat()},
-        )
 
 
 def _sensitivity(value: float) -> float:
@@ -382,8 +398,60 @@ def _sensitivity(value: float) -> float:
         raise InvalidInputError(str(error), fields={"field": "sensitivity"}) from error
 
 
+def _detector_config(learning_points: int | None) -> DetectorConfig:
+    """The detector settings of a stream (`learning_points` None: the default learning period)."""
+    try:
+        return DetectorConfig(learning_points=learning_points or DEFAULT_LEARNING_POINTS)
+    except ValueError as error:
+        raise InvalidInputError(str(error), fields={"field": "learning_points"}) from error
+
+
+# -------------------------------------------------------------------- configuration and state
+@dataclass(frozen=True)
+class StreamConfig:
+    """What PUT /v1/streams/{id} sets."""
+
+    model: str | None
+    alias: str | None
+    version: int | None
+    sensitivity: float
+    learning_points: int | None
+    alerts: bool
+
+    @property
+    def binding(self) -> tuple[str | None, str | None, int | None, int | None]:
+        """The settings whose change restarts the detector."""
+        return (self.model, self.alias, self.version, self.learning_points)
+
+
+def _binding(row: StreamRow) -> tuple[str | None, str | None, int | None, int | None]:
+    return (row.model_name, row.alias, row.pinned_version, row.learning_points)
+
+
+def _stored_state(row: StreamRow) -> StreamState:
+    """The row's stream state (upgraded from an older format when needed), or a fresh one."""
+    config = _detector_config(row.learning_points)
+    if row.state is None:
+        return StreamState.fresh(config, row.sensitivity, position=row.point_count)
+    return StreamState.from_state(json.loads(row.state), config, row.sensitivity)
+
+
+def _stored_status(row: StreamRow) -> DetectorStatus:
+    return _stored_state(row).status()
+
+
+def _reset_state(row: StreamRow, config: StreamConfig) -> str:
+    """A fresh detector for the new configuration; the position continues and an open alarm carries over."""
+    assert row.state is not None
+    policy = AlarmPolicy.from_state(json.loads(row.state)["policy"])
+    fresh = StreamState.fresh(
+        _detector_config(config.learning_points), config.sensitivity, row.point_count, policy
+    )
+    return json.dumps(fresh.to_state(), allow_nan=False)
+
+
 # -------------------------------------------------------------------- rows
-def _point_row(stream_id: str, point: ScoredPoint, model_version: int) -> StreamPointRow:
+def _point_row(stream_id: str, point: ScoredPoint, model_version: int | None) -> StreamPointRow:
     return StreamPointRow(
         stream_id=stream_id,
         timestamp=point.timestamp,
@@ -396,6 +464,7 @@ def _point_row(stream_id: str, point: ScoredPoint, model_version: int) -> Stream
         is_anomaly=point.is_anomaly,
         direction=point.direction,
         model_version=model_version,
+        sampling=point.sampling,
     )
 
 
@@ -475,17 +544,19 @@ def _stored_float(value: float | None) -> float:
     return math.nan if value is None else value
 
 
-def _info(row: StreamRow, open_episode: Episode | None) -> StreamInfo:
+def _info(row: StreamRow, open_episode: Episode | None, detector: DetectorStatus) -> StreamInfo:
     return StreamInfo(
         id=row.id,
         model=row.model_name,
         alias=row.alias,
         version=row.pinned_version,
         sensitivity=row.sensitivity,
+        alerts=row.alerts,
         created_at=row.created_at,
         updated_at=row.updated_at,
         last_timestamp=row.last_timestamp,
         point_count=row.point_count,
         state_model_version=row.state_model_version,
         open_episode=open_episode,
+        detector=detector,
     )

@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 
 from app.forecasting.forecaster import Forecaster
-from app.forecasting.metrics import interval_coverage, mae, naive_scale, rmse, seasonal_naive_forecast
+from app.forecasting.metrics import (
+    interval_coverage,
+    mae,
+    naive_scale,
+    rmse,
+    scaled_mae,
+    seasonal_naive_forecast,
+)
 from app.forecasting.quantiles import available_levels, interval_quantiles
 from app.registry.manifest import Accuracy, Baselines, EvaluationMetrics, IntervalScore
 from app.training.dataset import WindowDataset
 
 PREDICT_BATCH = 2048
+
+MaseMetric = Literal["mase_seasonal", "mase_random_walk"]
 
 
 @dataclass(frozen=True)
@@ -77,25 +87,52 @@ def _match(quantiles: tuple[float, ...], target: float) -> float:
     return min(quantiles, key=lambda q: abs(q - target))
 
 
-def _series_scales(dataset: WindowDataset, lag: int) -> np.ndarray:
-    """MASE denominator per series, from its training rows."""
-    scales = []
-    for s in dataset.series:
-        train = dataset.values[s.offset : s.offset + s.bounds.train_end].astype(np.float64)
-        scales.append(naive_scale(train, lag))
-    return np.array(scales)
+@dataclass(frozen=True)
+class MaseScales:
+    """One MASE variant's denominator per series (NaN where undefined) and, if any is undefined, why."""
+
+    metric: MaseMetric  # the `Accuracy` field it fills
+    per_series: np.ndarray  # [S]
+    note: str | None
+
+    @classmethod
+    def of(cls, dataset: WindowDataset, metric: MaseMetric, lag: int) -> MaseScales:
+        """From each series' training rows."""
+        scales = [
+            naive_scale(dataset.values[s.offset : s.offset + s.bounds.train_end].astype(np.float64), lag)
+            for s in dataset.series
+        ]
+        values = np.array([np.nan if scale.value is None else scale.value for scale in scales])
+        undefined = [
+            (s.id, scale.reason) for s, scale in zip(dataset.series, scales, strict=True) if scale.reason
+        ]
+        return cls(metric, values, _scale_note(undefined, len(scales)))
 
 
-def _accuracy(
-    errors: np.ndarray, series_index: np.ndarray, season_scales: np.ndarray, rw_scales: np.ndarray
-) -> Accuracy:
-    scaled_season = np.abs(errors) / season_scales[series_index][:, None]  # [K, H] / [K, 1]
-    scaled_rw = np.abs(errors) / rw_scales[series_index][:, None]
+def _scale_note(undefined: list[tuple[str, str]], series_count: int) -> str | None:
+    """Why a MASE is null (no series has a scale) or covers only some series."""
+    if not undefined:
+        return None
+    if len(undefined) == series_count:
+        if series_count == 1:
+            return f"undefined: {undefined[0][1]}"
+        return f"undefined for every series, e.g. {undefined[0][0]!r}: {undefined[0][1]}"
+    named = ", ".join(repr(series_id) for series_id, _ in undefined[:5])
+    more = f" and {len(undefined) - 5} more" if len(undefined) > 5 else ""
+    return (
+        f"over {series_count - len(undefined)} of {series_count} series; left out {named}{more} "
+        f"({undefined[0][1]})"
+    )
+
+
+def _accuracy(errors: np.ndarray, series_index: np.ndarray, mase: tuple[MaseScales, ...]) -> Accuracy:
+    scaled = {scales.metric: scaled_mae(errors, scales.per_series[series_index]) for scales in mase}
     return Accuracy(
         mae=mae(errors),
         rmse=rmse(errors),
-        mase_seasonal=float(np.mean(scaled_season)),
-        mase_random_walk=float(np.mean(scaled_rw)),
+        mase_seasonal=scaled["mase_seasonal"],
+        mase_random_walk=scaled["mase_random_walk"],
+        notes={scales.metric: scales.note for scales in mase if scales.note is not None},
     )
 
 
@@ -106,7 +143,7 @@ def test_metrics(
     coverage and width of each calibrated interval."""
     spec = forecaster.spec
     series_index = dataset.series_of(predictions.origins)
-    season_scales, rw_scales = _series_scales(dataset, season), _series_scales(dataset, 1)
+    mase = (MaseScales.of(dataset, "mase_seasonal", season), MaseScales.of(dataset, "mase_random_walk", 1))
     median = predictions.quantiles[:, :, spec.median_index]
     values = dataset.values.astype(np.float64)
     coverage: dict[str, IntervalScore] = {}
@@ -120,7 +157,7 @@ def test_metrics(
         )
 
     def accuracy(forecast: np.ndarray) -> Accuracy:
-        return _accuracy(forecast - predictions.targets, series_index, season_scales, rw_scales)
+        return _accuracy(forecast - predictions.targets, series_index, mase)
 
     return EvaluationMetrics(
         test_windows=len(predictions.origins),

@@ -2,8 +2,10 @@
 
 It lets `tswatch models show NAME --plot` and the dashboard redraw the training report of any version without
 the data: the last test-period one-step-ahead forecasts of the first series with their calibrated 80%/95%
-bands, and a histogram of the validation residuals (in units of the forecast spread, as the anomaly scorer
-measures them) with the calibrated flagging threshold at the default sensitivity.
+bands, and a histogram of the validation residuals (in units of the forecast spread). The report draws no
+flagging thresholds: detection calibrates its flags on the series it scores, not on this training-time
+calibration. The histogram still records that calibration's thresholds (`ResidualHistogram.thresholds`, a field
+of the stored manifest format) for the record; nothing draws or uses them.
 """
 
 from __future__ import annotations
@@ -57,11 +59,12 @@ def forecast_sample(
 def residual_histogram(
     spec: ForecasterSpec, validation: Predictions, calibration: CalibrationSet
 ) -> ResidualHistogram:
-    """Signed spread residuals of the validation lead-1 forecasts, binned, and the calibrated threshold."""
+    """Signed spread residuals of the validation lead-1 forecasts, binned (plus the training-time calibration's
+    thresholds, kept because the manifest format carries them)."""
     scores = SpreadResidualScorer().score(
         validation.targets[:, 0], validation.quantiles[:, 0, :], spec.quantiles
     )
-    signed = scores.signed[~np.isnan(scores.signed)]
+    signed = scores.signed[np.isfinite(scores.signed)]  # no forecast (NaN) is no residual
     calibrator = calibration.for_series(None)
     thresholds: dict[str, float | None] = {}
     for sensitivity in REPORT_SENSITIVITIES:
@@ -69,16 +72,13 @@ def residual_histogram(
         thresholds[f"{sensitivity:g}"] = float(value) if np.isfinite(value) else None
     low, high = np.quantile(signed, [0.001, 0.999]) if signed.size else (-1.0, 1.0)
     reach = max(abs(float(low)), abs(float(high)), 1.0)
-    finite = [value for value in thresholds.values() if value is not None]
-    if finite:
-        reach = max(reach, max(finite) * 1.1)
     counts, edges = np.histogram(np.clip(signed, -reach, reach), bins=HISTOGRAM_BINS, range=(-reach, reach))
     return ResidualHistogram(
         unit="residual / forecast spread (80% band half-width on the residual's side)",
         edges=_floats(edges),
         counts=[int(c) for c in counts],
-        # sensitivity -> |residual| at and above which a point is flagged (None: the calibration sample is too
-        # small to resolve that false-alarm rate, so nothing is flagged at it)
+        # sensitivity -> |residual| the training-time calibration would flag (None: its sample is too small to
+        # resolve that false-alarm rate); recorded only, detection does not use it
         thresholds=thresholds,
         calibration_points=calibrator.n_calibration,
     )

@@ -33,7 +33,7 @@ from app.webhooks.inbound import (
 )
 
 # (stream id, naive UTC timestamp, value), in request order
-InboundPoint = tuple[str, datetime, float]
+InboundPoint = tuple[str, datetime, float | None]
 # The answer to store and send, built from the staged appends inside the transaction.
 RenderAnswer = Callable[[list[StagedAppend]], str]
 
@@ -68,9 +68,14 @@ class PointIngest:
             raise SignatureRejectedError(str(error)) from None
 
     async def ingest(
-        self, points: Sequence[InboundPoint], message: MessageKey | None, render: RenderAnswer
+        self,
+        points: Sequence[InboundPoint],
+        message: MessageKey | None,
+        render: RenderAnswer,
+        alerts: bool = True,
     ) -> IngestResult:
-        """Append `points` to their streams, all or none; `message` (signed requests) makes it idempotent."""
+        """Append `points` to their streams, all or none; `message` (signed requests) makes it idempotent;
+        `alerts=False` sends no webhooks for the alarms they cause."""
         if message is not None:
             stored = await self.idempotency.claim(message)
             if stored is not None:
@@ -83,7 +88,7 @@ class PointIngest:
                 self.idempotency.complete(session, message, 200, answer[0])
 
         try:
-            await self.streams.append_many(group_by_stream(points), in_transaction=finish)
+            await self.streams.append_many(group_by_stream(points), in_transaction=finish, alerts=alerts)
         except BaseException:
             if message is not None:  # nothing was stored: a retry with this id may be processed
                 await asyncio.shield(run_blocking(self.idempotency.release, message))
@@ -91,9 +96,9 @@ class PointIngest:
         return IngestResult(200, answer[0], replayed=False)
 
 
-def group_by_stream(points: Sequence[InboundPoint]) -> list[tuple[str, list[tuple[datetime, float]]]]:
+def group_by_stream(points: Sequence[InboundPoint]) -> list[tuple[str, list[tuple[datetime, float | None]]]]:
     """Per stream (in order of first appearance) its points, in request order."""
-    groups: dict[str, list[tuple[datetime, float]]] = defaultdict(list)
+    groups: dict[str, list[tuple[datetime, float | None]]] = defaultdict(list)
     for stream, timestamp, value in points:
         groups[stream].append((timestamp, value))
     return list(groups.items())

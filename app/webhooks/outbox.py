@@ -58,6 +58,7 @@ def _point(point: ScoredPoint | None) -> dict[str, Any] | None:
         "score": _finite(point.score),
         "is_anomaly": point.is_anomaly,
         "direction": point.direction,
+        "sampling": point.sampling,
     }
 
 
@@ -83,14 +84,17 @@ def _episode(episode: Episode) -> dict[str, Any]:
 
 
 def alarm_data(staged: StagedAppend, alarm: AlarmEvent) -> dict[str, Any]:
-    """The stream, model version, the point that opened/resolved the alarm (value, expected, band, score)."""
+    """The stream, model version (null for a self-learning stream), the point that opened/resolved the alarm
+    (value, expected, band, score)."""
     episode = alarm.episode
     stamp = episode.opened_at if alarm.kind == "opened" else episode.resolved_at
     at = None if stamp is None else to_iso_z(from_state_iso(stamp))  # a stream's tracker keeps state ISO
     point = next((p for p in staged.points if to_iso_z(p.timestamp) == at), None)
     return {
         "stream": staged.stream_id,
-        "model": {"name": staged.model_name, "version": staged.model_version},
+        "model": None
+        if staged.model_name is None
+        else {"name": staged.model_name, "version": staged.model_version},
         "point": _point(point),
         "episode": _episode(episode),
     }
@@ -120,7 +124,10 @@ class Outbox:
         self.wake: Callable[[], None] | None = None
 
     def record_alarms(self, session: Session, staged: StagedAppend) -> None:
-        """The StreamService alarm sink: one message per alarm opened or resolved by these points."""
+        """The StreamService alarm sink: one message per alarm opened or resolved by these points; none when
+        the append's alerts are off (the stream's option or the request's `alerts=false`)."""
+        if not staged.alerts:
+            return
         for alarm in staged.events:
             event_type = ANOMALY_OPENED if alarm.kind == "opened" else ANOMALY_RESOLVED
             self.enqueue(session, event_type, alarm_data(staged, alarm), stream_id=staged.stream_id)

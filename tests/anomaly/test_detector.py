@@ -1,199 +1,165 @@
-"""SpreadResidualScorer, sensitivity mapping and ResidualDetector on synthetic anomalies."""
+"""The one detector: streaming = batch = restored, learning, timing policy, calibration and state."""
+
+from __future__ import annotations
 
 import json
+import math
+from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
 
-from app.anomaly import (
-    CalibrationSet,
-    ConformalCalibrator,
-    ResidualDetector,
-    SpreadResidualScorer,
-    calibrate_from_residuals,
-    sensitivity_to_alpha,
-)
+from app.anomaly import Detector, DetectorConfig, ScoredPoint, detect_series, sensitivity_to_alpha
+from app.anomaly.detector import STATE_VERSION
 
-LEVELS = [0.1, 0.5, 0.9]
-Z90 = 1.2815515655446004
+START = datetime(2024, 1, 1)
+STEP = timedelta(minutes=5)
 
 
-def forecast(n: int, sigma: float = 1.0, level: float = 0.0) -> np.ndarray:
-    """Perfect Gaussian quantile forecast [n, 3]."""
-    return np.tile([level - Z90 * sigma, level, level + Z90 * sigma], (n, 1))
+def daily_series(n: int, seed: int = 0, noise: float = 0.3) -> tuple[list[datetime], list[float]]:
+    """5-minute readings with a daily cycle and Gaussian noise."""
+    rng = np.random.default_rng(seed)
+    stamps = [START + i * STEP for i in range(n)]
+    phase = 2 * np.pi * np.arange(n) / 288
+    values = 10 + 3 * np.sin(phase) + rng.normal(0.0, noise, n)
+    return stamps, [float(v) for v in values]
 
 
-@pytest.fixture(scope="module")
-def detector() -> ResidualDetector:
-    rng = np.random.default_rng(10)
-    calibrator = calibrate_from_residuals(rng.normal(size=2000), forecast(2000), LEVELS)
-    return ResidualDetector(calibrator, sensitivity=0.5)
+def stream(detector: Detector, stamps: list[datetime], values: list[float | None]) -> list[ScoredPoint]:
+    return [detector.update(t, v) for t, v in zip(stamps, values, strict=True)]
 
 
-# ---------------------------------------------------------------- residual scorer
-def test_spread_scorer_uses_side_specific_spread():
-    quantiles = np.array([[8.0, 10.0, 14.0]] * 3)  # lower spread 2, upper spread 4
-    scores = SpreadResidualScorer().score([14.0, 8.0, 10.0], quantiles, LEVELS)
-    np.testing.assert_allclose(scores.signed, [1.0, -1.0, 0.0])
-    np.testing.assert_allclose(scores.magnitude, [1.0, 1.0, 0.0])
-    assert scores.direction.tolist() == ["up", "down", "up"]
-    np.testing.assert_allclose(scores.lower, 8.0)
-    np.testing.assert_allclose(scores.upper, 14.0)
+def test_batch_equals_stream_restored_from_json_at_every_step() -> None:
+    stamps, values = daily_series(900)
+    config = DetectorConfig(learning_points=200, refit_every=250)
+    batch = detect_series(stamps, values, config)
+    detector = Detector(config)
+    restored: list[ScoredPoint] = []
+    for t, v in zip(stamps, values, strict=True):
+        restored.append(detector.update(t, v))
+        detector = Detector.from_state(json.loads(json.dumps(detector.to_state())))
+    assert restored == batch  # bitwise: dataclass equality compares the floats exactly
+    assert detector.refits >= 2
 
 
-def test_spread_scorer_interpolates_missing_levels_and_sorts_crossing_quantiles():
-    levels = [0.05, 0.5, 0.95]
-    quantiles = np.array([[0.0, 10.0, 20.0], [20.0, 10.0, 0.0]])  # second row crossed
-    scores = SpreadResidualScorer(central_level=0.8).score([19.0, 1.0], quantiles, levels)
-    expected_upper = 10.0 + (0.9 - 0.5) / (0.95 - 0.5) * 10.0
-    np.testing.assert_allclose(scores.upper, expected_upper)
-    np.testing.assert_allclose(scores.signed, [9.0 / (expected_upper - 10), -9.0 / (expected_upper - 10)])
+def test_learning_then_scoring() -> None:
+    stamps, values = daily_series(150)
+    detector = Detector(DetectorConfig(learning_points=100))
+    for i in range(99):
+        point = detector.update(stamps[i], values[i])
+        assert point.score is None and not point.is_anomaly and point.expected is None
+        assert detector.state_name == "learning" and detector.points_until_ready == 99 - i
+    detector.update(stamps[99], values[99])
+    assert detector.state_name == "scoring" and detector.points_until_ready == 0
+    point = detector.update(stamps[100], values[100])
+    assert point.score is not None and point.expected is not None
+    assert point.lower is not None and point.upper is not None and point.lower < point.expected < point.upper
 
 
-def test_spread_floor_prevents_division_by_zero():
-    scores = SpreadResidualScorer().score([1.0, 0.0], np.zeros((2, 3)), LEVELS)
-    assert np.all(np.isfinite(scores.magnitude))
-    assert scores.magnitude[0] > 1e6 and scores.magnitude[1] == 0.0
+def test_a_spike_is_flagged_at_the_default_sensitivity() -> None:
+    stamps, values = daily_series(1200, seed=3)
+    values[1000] += 6.0  # 20 noise standard deviations
+    points = detect_series(stamps, values, DetectorConfig(learning_points=600))  # two days of readings
+    assert points[1000].is_anomaly and points[1000].direction == "up"
+    assert sum(p.is_anomaly for p in points[600:990]) <= 4  # about 1.2 expected at the default rate 3.2e-3
 
 
-def test_nan_quantile_row_means_no_forecast():
-    quantiles = forecast(3)
-    quantiles[1] = np.nan
-    scores = SpreadResidualScorer().score([0.5, 0.5, 0.5], quantiles, LEVELS)
-    assert np.isnan(scores.signed[1]) and np.isnan(scores.expected[1])
-    assert scores.direction.tolist() == ["up", None, "up"]
-
-
-# ---------------------------------------------------------------- sensitivity
-def test_sensitivity_mapping():
-    assert sensitivity_to_alpha(0.0) == pytest.approx(1e-4)
-    assert sensitivity_to_alpha(0.5) == pytest.approx(10**-2.5)
-    assert sensitivity_to_alpha(1.0) == pytest.approx(0.1)
-    for s in (0.0, 0.3, 0.5, 0.9):  # log scale: each +0.1 multiplies the false-alarm rate by 10 ** 0.3
-        assert sensitivity_to_alpha(s + 0.1) / sensitivity_to_alpha(s) == pytest.approx(10**0.3)
-
-
-# ---------------------------------------------------------------- detector on injected anomalies
-def test_spikes_caught_with_direction(detector):
-    rng = np.random.default_rng(11)
-    values = rng.normal(size=3000)
-    spikes = {400: 8.0, 1200: -8.0, 2100: 6.0, 2700: -6.0}
-    for index, size in spikes.items():
-        values[index] += size
-    result = detector.detect(values, forecast(3000), LEVELS)
-    for index, size in spikes.items():
-        assert result.is_anomaly[index]
-        assert result.direction[index] == ("up" if size > 0 else "down")
-        assert result.score[index] > 0.9999
-    assert result.is_anomaly.sum() <= len(spikes) + 30  # ~0.3 % of 3000 normal points
-    assert all(d is None for d in result.direction[~result.is_anomaly])
-
-
-def test_level_shift_caught_from_first_point(detector):
-    rng = np.random.default_rng(12)
-    values = rng.normal(size=2000)
-    values[1000:] -= 6.0  # the forecast does not know about the shift
-    result = detector.detect(values, forecast(2000), LEVELS)
-    assert result.is_anomaly[1000:1005].all()
-    assert set(result.direction[1000:1005]) == {"down"}
-    assert result.is_anomaly[1000:].mean() > 0.9
-
-
-def test_variance_burst_flags_far_above_base_rate(detector):
-    rng = np.random.default_rng(13)
-    values = rng.normal(size=6000)
-    values[3000:3500] *= 5.0
-    result = detector.detect(values, forecast(6000), LEVELS)
-    burst_rate = result.is_anomaly[3000:3500].mean()
-    assert burst_rate > 10 * detector.alpha
-    assert result.is_anomaly[:3000].mean() < 3 * detector.alpha
-
-
-def test_sensitivity_orders_number_of_flags():
-    rng = np.random.default_rng(14)
-    calibrator = calibrate_from_residuals(rng.normal(size=2000), forecast(2000), LEVELS)
-    values = rng.normal(size=20_000)
-    counts = [
-        ResidualDetector(calibrator, sensitivity=s).detect(values, forecast(20_000), LEVELS).is_anomaly.sum()
-        for s in (0.0, 0.5, 1.0)
+def test_a_level_shift_is_absorbed_within_a_few_readings() -> None:
+    stamps, values = daily_series(1000, seed=4)
+    shifted = [v + (5.0 if i >= 700 else 0.0) for i, v in enumerate(values)]
+    points = detect_series(stamps, shifted, DetectorConfig(learning_points=300))
+    assert points[700].is_anomaly
+    errors = [
+        abs(p.value - p.expected) for p in points[703:800] if p.value is not None and p.expected is not None
     ]
-    assert counts[0] < counts[1] < counts[2]
-    assert 0.05 < counts[2] / 20_000 < 0.2
+    assert max(errors) < 2.0  # noise 0.3: the expected line follows the new level from the third reading on
+    assert sum(p.is_anomaly for p in points[720:1000]) <= 5  # new records of the new level; not every reading
 
 
-def test_missing_forecast_rows_give_nan_score(detector):
-    quantiles = forecast(4)
-    quantiles[2] = np.nan
-    result = detector.detect([0.0, 9.0, 9.0, 0.0], quantiles, LEVELS)
-    assert np.isnan(result.score[2]) and not result.is_anomaly[2] and result.direction[2] is None
-    assert result.is_anomaly[1]
+@pytest.mark.parametrize("sensitivity", [0.2, 0.5, 0.8])
+def test_flag_rate_on_noise_is_within_a_factor_of_two_of_the_documented_rate(sensitivity: float) -> None:
+    rng = np.random.default_rng(7)
+    n = 30_000
+    stamps = [START + i * STEP for i in range(n)]
+    values = [float(v) for v in rng.normal(0.0, 1.0, n)]
+    points = detect_series(stamps, values, DetectorConfig(learning_points=500), sensitivity)
+    rate = sum(p.is_anomaly for p in points) / (n - 500)
+    alpha = sensitivity_to_alpha(sensitivity)
+    assert alpha / 2 <= rate <= 2 * alpha, (rate, alpha)
 
 
-def test_per_series_calibration_selected_by_series_id():
-    rng = np.random.default_rng(15)
-    narrow = calibrate_from_residuals(rng.normal(size=2000), forecast(2000), LEVELS)
-    # a series whose forecast spread is 4x too narrow: its own calibration absorbs that
-    wide = calibrate_from_residuals(4 * rng.normal(size=2000), forecast(2000), LEVELS)
-    detector = ResidualDetector(CalibrationSet(narrow, {"noisy": wide}))
-    values = 4 * rng.normal(size=5000)
-    own = detector.detect(values, forecast(5000), LEVELS, series_id="noisy").is_anomaly.mean()
-    fallback = detector.detect(values, forecast(5000), LEVELS, series_id="other").is_anomaly.mean()
-    assert own < 3 * detector.alpha < 0.1 < fallback
+def test_scores_do_not_pile_up_at_a_ceiling() -> None:
+    rng = np.random.default_rng(8)
+    n = 5000
+    stamps = [START + i * STEP for i in range(n)]
+    values = [float(v) for v in rng.standard_t(3, n)]  # heavy tails: many large ordinary errors
+    scores = [p.score for p in detect_series(stamps, values, DetectorConfig(learning_points=300))[300:]]
+    top = max(s for s in scores if s is not None)
+    assert sum(s == top for s in scores) / len(scores) < 0.01
 
 
-def test_detector_state_round_trip(detector):
-    restored = ResidualDetector.from_state(json.loads(json.dumps(detector.to_state(), allow_nan=False)))
-    rng = np.random.default_rng(16)
-    values = rng.normal(size=500) * 3
-    a = detector.detect(values, forecast(500), LEVELS)
-    b = restored.detect(values, forecast(500), LEVELS)
-    np.testing.assert_array_equal(a.score, b.score)
-    np.testing.assert_array_equal(a.is_anomaly, b.is_anomaly)
-    assert restored.sensitivity == detector.sensitivity
-    scorer = SpreadResidualScorer(central_level=0.9)
-    assert SpreadResidualScorer.from_state(scorer.to_state()).levels == scorer.levels
+def test_duplicate_late_and_missing_readings_are_answered_and_not_fed() -> None:
+    stamps, values = daily_series(300)
+    detector = Detector(DetectorConfig(learning_points=100))
+    stream(detector, stamps[:200], values[:200])
+    fed = detector.fed
+    duplicate = detector.update(stamps[199], 99.0)
+    late = detector.update(stamps[150], 1.0)
+    missing = detector.update(stamps[200], None)
+    assert (duplicate.sampling, late.sampling, missing.sampling) == ("duplicate", "late", "missing")
+    assert all(p.score is None and not p.is_anomaly for p in (duplicate, late, missing))
+    assert missing.value is None and duplicate.value == 99.0
+    assert detector.fed == fed and detector.count == 203
+    assert detector.update(stamps[201], values[201]).sampling == "gap"  # the missing reading left a gap
 
 
-# ---------------------------------------------------------------- validation messages
-@pytest.mark.parametrize(
-    ("kwargs", "pattern"),
-    [
-        ({"values": [[1.0]]}, r"values must be 1-dimensional; got shape \(1, 1\)"),
-        ({"quantiles": np.zeros((3, 3))}, r"quantiles must have shape .* \(2, 3\); got \(3, 3\)"),
-        ({"values": [1.0, np.inf]}, r"values must be finite; got inf at index 1"),
-        (
-            {"quantiles": [[0.0, np.nan, 1.0], [0.0, 0.0, 1.0]]},
-            r"quantiles must be finite; got nan .* entirely NaN",
-        ),
-        ({"levels": [0.5, 0.1, 0.9]}, r"quantile_levels must be strictly increasing .* Sort the levels"),
-        ({"levels": [0.2, 0.5, 0.8]}, r"quantile_levels .* do not cover the central interval \[0.1, 0.9\]"),
-        ({"levels": [0.0, 0.5, 1.0]}, r"quantile_levels must be strictly increasing and inside \(0, 1\)"),
-        ({"series_id": 3}, r"series_id must be a str or None; got 3"),
-        ({"values": ["a", "b"]}, r"values must be numeric"),
-    ],
-)
-def test_detect_validation_messages(detector, kwargs, pattern):
-    args = {"values": [0.0, 1.0], "quantiles": forecast(2), "levels": LEVELS, "series_id": None} | kwargs
-    with pytest.raises(ValueError, match=pattern):
-        detector.detect(args["values"], args["quantiles"], args["levels"], series_id=args["series_id"])
+def test_gaps_are_widened_or_reanchored_and_said() -> None:
+    stamps, values = daily_series(400)
+    detector = Detector(DetectorConfig(learning_points=100))
+    stream(detector, stamps[:300], values[:300])
+    gap = detector.update(stamps[305], values[305])
+    far = detector.update(stamps[399], values[399])
+    assert gap.sampling == "gap" and far.sampling == "reanchored"
+    assert gap.score is not None and far.score is not None
 
 
-@pytest.mark.parametrize(
-    ("call", "pattern"),
-    [
-        (lambda: sensitivity_to_alpha(1.5), r"sensitivity must lie in \[0, 1\]; got 1\.5"),
-        (lambda: sensitivity_to_alpha(True), r"sensitivity must be a real number; got True"),
-        (
-            lambda: ResidualDetector("cal"),
-            r"calibration must be a CalibrationSet or a fitted ConformalCalibrator",
-        ),
-        (lambda: ResidualDetector(ConformalCalibrator()), r"global_calibrator must be a fitted"),
-        (
-            lambda: SpreadResidualScorer(central_level=1.0),
-            r"central_level must lie strictly between 0.0 and 1.0",
-        ),
-    ],
-)
-def test_constructor_validation_messages(call, pattern):
-    with pytest.raises(ValueError, match=pattern):
-        call()
+def test_jittered_stamps_are_regular() -> None:
+    rng = np.random.default_rng(2)
+    stamps, values = daily_series(400)
+    jittered = [t + timedelta(seconds=float(rng.uniform(-60, 60))) for t in stamps]
+    points = detect_series(jittered, values, DetectorConfig(learning_points=100))
+    assert {p.sampling for p in points} == {"regular"}
+
+
+def test_series_without_timestamps_and_mostly_zero_values() -> None:
+    rng = np.random.default_rng(5)
+    values = [float(v) if rng.random() < 0.05 else 0.0 for v in rng.poisson(3.0, 800)]
+    points = detect_series(None, values, DetectorConfig(learning_points=100))
+    scored = [p.score for p in points if p.score is not None]
+    assert len(scored) == 700 and all(math.isfinite(s) and 0.0 <= s <= 1.0 for s in scored)
+    for p in points[100:]:
+        assert p.expected is not None and p.lower is not None and p.upper is not None
+        assert math.isfinite(p.expected) and math.isfinite(p.lower) and math.isfinite(p.upper)
+
+
+def test_sensitivity_changes_flags_not_scores() -> None:
+    stamps, values = daily_series(800, seed=9)
+    low = detect_series(stamps, values, DetectorConfig(learning_points=200), 0.1)
+    high = detect_series(stamps, values, DetectorConfig(learning_points=200), 0.9)
+    assert [p.score for p in low] == [p.score for p in high]
+    assert sum(p.is_anomaly for p in low) <= sum(p.is_anomaly for p in high)
+
+
+def test_state_is_versioned_and_refuses_what_it_does_not_know() -> None:
+    state = Detector().to_state()
+    assert state["kind"] == "Detector" and state["version"] == STATE_VERSION
+    with pytest.raises(ValueError, match="version"):
+        Detector.from_state({**state, "version": 99})
+    with pytest.raises(ValueError, match="kind"):
+        Detector.from_state({**state, "kind": "StreamScorer"})
+
+
+@pytest.mark.parametrize("learning_points", [5, 19, 10_001])
+def test_learning_points_out_of_range_names_the_parameter(learning_points: int) -> None:
+    with pytest.raises(ValueError, match="learning_points"):
+        DetectorConfig(learning_points=learning_points)

@@ -1,7 +1,7 @@
 """Run by tests/api/test_detect_limits.py in a fresh interpreter: one big `/detect` through the real app.
 
 Prints one JSON line: the growth of peak RSS (VmHWM) over the request, status, points and anomalies.
-Arguments: MODELS_DIR POINTS.
+Arguments: MODELS_DIR POINTS [PATH] (default /v1/detect, the model-less route).
 """
 
 from __future__ import annotations
@@ -34,14 +34,14 @@ def body(points: int) -> bytes:
     return json.dumps({"series": [{"id": "big", "values": values.tolist(), "timestamps": stamps}]}).encode()
 
 
-def main(models_dir: Path, points: int) -> None:
+def main(models_dir: Path, points: int, path: str) -> None:
     settings = Settings(models_dir=models_dir, inference_process=False, max_body_bytes=64 * 1024 * 1024)
     payload, warm = body(points), body(200)
     headers = {"content-type": "application/json"}
     with TestClient(create_app(settings)) as client:
-        assert client.post("/v1/models/tiny/detect", content=warm, headers=headers).status_code == 200
+        assert client.post(path, content=warm, headers=headers).status_code == 200
         before = status_kib("VmHWM")
-        response = client.post("/v1/models/tiny/detect", content=payload, headers=headers)
+        response = client.post(path, content=payload, headers=headers)
         peak = status_kib("VmHWM")
         answer = response.json() if response.status_code == 200 else {}
         del response
@@ -54,4 +54,4 @@ def main(models_dir: Path, points: int) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), int(sys.argv[2]))
+    main(Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "/v1/detect")

@@ -25,9 +25,11 @@ def hourly(n: int = 30) -> dict:
 
 
 SERIES = {"series": [hourly()]}
+DETECT = {"series": [hourly(120)], "learning_points": 100}  # more readings than the learning period
 READ_REQUESTS = [
     ("POST", "/v1/models/tiny/forecast", {"json": SERIES}),
-    ("POST", "/v1/models/tiny/detect", {"json": SERIES}),
+    ("POST", "/v1/models/tiny/detect", {"json": DETECT}),
+    ("POST", "/v1/detect", {"json": DETECT}),
     ("GET", "/v1/models", {}),
     ("GET", "/v1/models/tiny", {}),
     ("GET", "/v1/models/tiny/versions/1", {}),

@@ -30,9 +30,9 @@ def parser():
 
 
 def test_child_parse_equals_in_process_parse(parser):
-    sensitivity, series = asyncio.run(parser.parse("application/json", BODY))
-    expected_sensitivity, expected = parse_detect_body("application/json", BODY)
-    assert sensitivity == expected_sensitivity
+    options, series = asyncio.run(parser.parse("application/json", BODY))
+    expected_options, expected = parse_detect_body("application/json", BODY)
+    assert options == expected_options and options.sensitivity == 0.3
     assert [s.id for s in series] == [s.id for s in expected]
     np.testing.assert_array_equal(series[0].values, expected[0].values)
     np.testing.assert_array_equal(series[0].timestamps, expected[0].timestamps)
@@ -50,7 +50,7 @@ def test_a_dead_child_falls_back_to_a_thread_then_is_replaced(parser):
     asyncio.run(parser.parse("application/json", BODY))  # the child is running now
     for pid in list(parser._executor._processes):
         os.kill(pid, signal.SIGKILL)
-    sensitivity, _ = asyncio.run(parser.parse("application/json", BODY))
-    assert sensitivity == 0.3
-    sensitivity, _ = asyncio.run(parser.parse("application/json", BODY))  # a new child answers
-    assert sensitivity == 0.3
+    options, _ = asyncio.run(parser.parse("application/json", BODY))
+    assert options.sensitivity == 0.3
+    options, _ = asyncio.run(parser.parse("application/json", BODY))  # a new child answers
+    assert options.sensitivity == 0.3

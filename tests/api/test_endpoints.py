@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 pytestmark = pytest.mark.slow
 
 WINDOW, HORIZON = 24, 6
+LEARNING = 100  # the detector's default learning period: no score before it
 HOUR = timedelta(hours=1)
 
 
@@ -120,10 +121,10 @@ def test_forecast_detect_health_metrics_and_docs(tiny_models_dir, server_factory
         forecasts_v1 = 1 + len(many) + 1 + 3  # series forecast by v1 so far
         forecasts_v2 = 1
 
-        # Detection: one entry per point; no score without a full window of history; scores in [0, 1].
-        normal = hourly(200, "normal", seed=7)
+        # Detection: one entry per point; no score during the learning period; scores in [0, 1].
+        normal = hourly(400, "normal", seed=7)
         spread = float(np.std(normal["values"]))
-        spike, dip = hourly(200, "spike", seed=7), hourly(200, "dip", seed=7)
+        spike, dip = hourly(400, "spike", seed=7), hourly(400, "dip", seed=7)
         spike["values"][-1] += 10 * spread
         dip["values"][-1] -= 10 * spread
         response = client.post(
@@ -139,26 +140,26 @@ def test_forecast_detect_health_metrics_and_docs(tiny_models_dir, server_factory
         for series in (normal, spike, dip):
             result = results[series["id"]]
             points = result["points"]
-            assert [p["index"] for p in points] == list(range(200))
+            assert [p["index"] for p in points] == list(range(400))
             assert [p["value"] for p in points] == pytest.approx(series["values"])
             assert [utc(p["timestamp"]) for p in points] == [utc(s) for s in series["timestamps"]]
-            for point in points[:WINDOW]:
+            for point in points[:LEARNING]:
                 assert point["score"] is None and point["expected"] is None
                 assert point["is_anomaly"] is False and point["direction"] is None
-            for point in points[WINDOW:]:
-                assert 0.0 <= point["score"] <= 1.0
+            for point in points[LEARNING:]:
+                assert 0.0 <= point["score"] <= 1.0 and point["sampling"] == "regular"
                 assert point["lower"] <= point["expected"] <= point["upper"]
                 assert (point["direction"] is not None) == point["is_anomaly"]
             assert result["anomalies"] == sum(p["is_anomaly"] for p in points)
         # Normal points rarely flag (alpha 5 %); the injected extremes do, on the right side.
-        assert results["normal"]["anomalies"] <= 0.2 * (200 - WINDOW)
+        assert results["normal"]["anomalies"] <= 0.2 * (400 - LEARNING)
         assert results["spike"]["points"][-1]["is_anomaly"] is True
         assert results["spike"]["points"][-1]["direction"] == "up"
         assert results["dip"]["points"][-1]["is_anomaly"] is True
         assert results["dip"]["points"][-1]["direction"] == "down"
         # The spike's score is at least as extreme as any normal point's.
         assert results["spike"]["points"][-1]["score"] >= max(
-            p["score"] for p in results["normal"]["points"][WINDOW:]
+            p["score"] for p in results["normal"]["points"][LEARNING:]
         )
         flagged = sum(result["anomalies"] for result in detection["results"])
 
@@ -217,6 +218,7 @@ def test_forecast_detect_health_metrics_and_docs(tiny_models_dir, server_factory
         for path in (
             "/v1/models/{name}/forecast",
             "/v1/models/{name}/detect",
+            "/v1/detect",
             "/v1/models",
             "/v1/models/{name}",
             "/v1/models/{name}/versions/{version}",

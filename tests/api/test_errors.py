@@ -15,6 +15,7 @@ pytestmark = pytest.mark.slow
 PROBLEM = "application/problem+json"
 FORECAST = "/v1/models/tiny/forecast"
 DETECT = "/v1/models/tiny/detect"
+SELF_DETECT = "/v1/detect"
 NON_FINITE_TOKENS = re.compile(r"NaN|Infinity|1e309|\binf\b", re.IGNORECASE)
 
 
@@ -45,6 +46,7 @@ LONG_INTEGER = "1" * 5_000  # beyond Python's int-from-string digit limit (4,300
 BODY_ROUTES = [  # every route that parses a JSON body, with a body it accepts
     (FORECAST, "series"),
     (DETECT, "series"),
+    (SELF_DETECT, "series"),
     ("/v1/streams/s1/points", "points"),
     ("/v1/hooks/points", "points"),
     ("/v1/webhooks", "events"),
@@ -234,6 +236,8 @@ def error_cases() -> list[Case]:
     duplicated = [*stamps[:10], stamps[9], *stamps[11:]]
     short = hourly(23)
     huge = {**series, "values": [1e300 * (1 + k % 2) for k in range(30)]}
+    long = hourly(130)  # more readings than the detector's learning period (100)
+    huge_long = {**long, "values": [1e300 * (1 + k % 2) for k in range(130)]}
     cases = []
     for token in ("NaN", "Infinity", "-Infinity", "1e309", "-1e309"):
         for path in (FORECAST, DETECT):
@@ -267,7 +271,26 @@ def error_cases() -> list[Case]:
             "series.0.values",
         ),
         json_case("shorter than the window", FORECAST, {"series": [short]}, 422, "invalid-input"),
-        json_case("no point after the window", DETECT, {"series": [hourly(24)]}, 422, "invalid-input"),
+        json_case("no point after the learning", DETECT, {"series": [hourly(24)]}, 422, "invalid-input"),
+        json_case(
+            "no point after the learning", SELF_DETECT, {"series": [hourly(100)]}, 422, "invalid-input"
+        ),
+        json_case(
+            "learning_points below 20",
+            SELF_DETECT,
+            {"series": [long], "learning_points": 19},
+            422,
+            "validation-error",
+            "learning_points",
+        ),
+        json_case(
+            "learning_points not an integer",
+            DETECT,
+            {"series": [long], "learning_points": "50"},
+            422,
+            "validation-error",
+            "learning_points",
+        ),
         json_case(
             "horizon above the model's", FORECAST, {"series": [series], "horizon": 7}, 422, "invalid-input"
         ),
@@ -308,7 +331,7 @@ def error_cases() -> list[Case]:
         ),
         json_case(
             "duplicate timestamps",
-            DETECT,
+            FORECAST,
             {"series": [{**series, "timestamps": duplicated}]},
             422,
             "validation-error",
@@ -359,7 +382,7 @@ def error_cases() -> list[Case]:
         json_case(
             "missing timestamps",
             DETECT,
-            {"series": [{"id": "a", "values": series["values"]}]},
+            {"series": [{"id": "a", "values": long["values"]}]},
             422,
             "invalid-input",
         ),
@@ -396,7 +419,7 @@ def error_cases() -> list[Case]:
             "series.0.values.0",
         ),
         json_case("values too large for the model", FORECAST, {"series": [huge]}, 422, "invalid-input"),
-        json_case("values too large for the model", DETECT, {"series": [huge]}, 422, "invalid-input"),
+        json_case("values too large for the model", DETECT, {"series": [huge_long]}, 422, "invalid-input"),
         json_case("unknown model", "/v1/models/nope/forecast", {"series": [series]}, 404, "model-not-found"),
         json_case("unknown model", "/v1/models/nope/detect", {"series": [series]}, 404, "model-not-found"),
         json_case("unknown version", FORECAST + "?version=9", {"series": [series]}, 404, "version-not-found"),
@@ -443,6 +466,7 @@ def error_cases() -> list[Case]:
         ),
         raw_case("invalid JSON", FORECAST, b'{"series": [', 400, "invalid-json"),
         raw_case("invalid JSON", DETECT, b"\x00\xff", 400, "invalid-json"),
+        raw_case("invalid JSON", SELF_DETECT, b'{"series": [', 400, "invalid-json"),
         raw_case("JSON but not an object", FORECAST, b"[1, 2, 3]", 422, "validation-error", "body"),
         raw_case(
             "wrong content type",

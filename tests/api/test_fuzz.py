@@ -99,7 +99,18 @@ def forecast_bodies(draw) -> dict:
 
 @st.composite
 def detect_bodies(draw) -> dict:
-    body: dict = {"series": [valid_series(draw, i) for i in range(draw(st.integers(1, 2)))]}
+    """Valid detect bodies: a learning period shorter than every series, some missing, repeated or late
+    readings (input, not errors)."""
+    series = [valid_series(draw, i) for i in range(draw(st.integers(1, 2)))]
+    for item in series:
+        for _ in range(draw(st.integers(0, 3))):
+            k = draw(st.integers(1, len(item["values"]) - 1))
+            if draw(st.booleans()):
+                item["values"][k] = None
+            else:
+                item["timestamps"][k] = item["timestamps"][k - 1]  # a duplicate; earlier ones make it late
+    readings = min(sum(v is not None for v in item["values"]) for item in series)
+    body: dict = {"series": series, "learning_points": draw(st.integers(20, readings - 1))}
     if draw(st.booleans()):
         body["sensitivity"] = draw(st.floats(0.0, 1.0))
     return body
@@ -131,20 +142,23 @@ def test_openapi_fuzz_never_yields_server_errors(models_dir, server_factory):
 
                 run_property(f"{operation.label} [{mode.value}{', tiny' if pin else ''}]", fuzz, failures)
 
-    assert {"POST /v1/models/{name}/forecast", "POST /v1/models/{name}/detect", "GET /v1/models"} <= set(
-        labels
-    )
+    assert {
+        "POST /v1/models/{name}/forecast",
+        "POST /v1/models/{name}/detect",
+        "POST /v1/detect",
+        "GET /v1/models",
+    } <= set(labels)
 
     # Random generation almost never builds a series the model accepts; these strategies do, so the success
     # paths (and the huge-magnitude and far-date corners) are fuzzed as well.
     forecast = schema["/v1/models/{name}/forecast"]["POST"]
     detect = schema["/v1/models/{name}/detect"]["POST"]
-    outcomes: dict[str, set[int]] = {"forecast": set(), "detect": set()}
+    self_detect = schema["/v1/detect"]["POST"]
+    outcomes: dict[str, set[int]] = {"forecast": set(), "detect": set(), "self-detect": set()}
 
     def send(operation, kind: str, body: dict, query: dict) -> None:
-        case = operation.Case(
-            path_parameters={"name": "tiny"}, body=body, query=query, media_type="application/json"
-        )
+        path = {} if kind == "self-detect" else {"name": "tiny"}
+        case = operation.Case(path_parameters=path, body=body, query=query, media_type="application/json")
         response = case.call(base_url=base_url, session=session, headers=AUTH, timeout=60)
         check_response(case, response)
         assert response.status_code in (200, 422), response.text[:500]
@@ -175,11 +189,17 @@ def test_openapi_fuzz_never_yields_server_errors(models_dir, server_factory):
     def fuzz_detection(body, query) -> None:
         send(detect, "detect", body, query)
 
+    @FUZZ_SETTINGS
+    @given(body=detect_bodies())
+    def fuzz_self_detection(body) -> None:
+        send(self_detect, "self-detect", body, {})
+
     run_property("valid forecast bodies", fuzz_forecasts, failures)
     run_property("valid detect bodies", fuzz_detection, failures)
+    run_property("valid model-less detect bodies", fuzz_self_detection, failures)
 
     assert not failures, "\n\n".join(failures) + "\n\nserver log (tail):\n" + server.log()[-5000:]
-    assert 200 in outcomes["forecast"] and 200 in outcomes["detect"], outcomes
+    assert all(200 in statuses for statuses in outcomes.values()), outcomes
     with server.client() as client:
         assert client.get("/readyz").status_code == 200
     assert "Traceback" not in server.log(), server.log()[-5000:]

@@ -79,7 +79,7 @@ def test_a_killed_worker_is_replaced_and_the_server_keeps_answering(tiny_models_
             assert response.headers["content-type"] == "application/problem+json"
             assert "inference worker" in response.json()["detail"]
         # Detection runs on the server's own inference thread and is unaffected.
-        detect = client.post("/v1/models/tiny/detect", json={"series": SERIES[:1]})
+        detect = client.post("/v1/models/tiny/detect", json={"series": SERIES[:1], "learning_points": 20})
         assert detect.status_code == 200, detect.text
     (replacement,) = wait_for(lambda: [pid for pid in children(server.process.pid) if pid != worker])
 

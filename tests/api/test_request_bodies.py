@@ -119,7 +119,8 @@ def test_integers_and_decimals_are_numbers(models_dir: Path, server_factory: Any
         ):
             response = client.post("/v1/models/tiny/forecast", json=body)
             assert response.status_code == 200, response.text
-        detect = client.post("/v1/models/tiny/detect", json={"series": [whole], "sensitivity": 1})
+        detect_body = {"series": [whole], "sensitivity": 1, "learning_points": 20}  # 30 readings > 20
+        detect = client.post("/v1/models/tiny/detect", json=detect_body)
         assert detect.status_code == 200, detect.text
         assert (
             client.put("/v1/streams/s1", json={"model": "tiny", "version": 1, "sensitivity": 1}).status_code

@@ -103,6 +103,9 @@ def open_model_page_and_score_csv(page: Any) -> None:
     assert page.locator("#forecast-chart path.line-actual").count() >= 1
     assert "forecast 6 step(s) by tiny v1" in page.locator("#model-status").inner_text()
     assert page.locator("#version-info svg.chart").count() == 2  # training curves and residual histogram
+    assert page.locator("#version-info rect.bar-residual").count() > 0
+    # detection calibrates on the series it scores: no training-calibration thresholds on the histogram
+    assert page.locator("#version-info .rule-threshold").count() == 0
 
     # a pasted CSV with one wild point: flagged and drawn as a marker
     stamps, values = hourly(120, spike_at=100)

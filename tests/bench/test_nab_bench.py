@@ -1,11 +1,11 @@
-"""bench/nab.py under NAB's rules: causal scores, probation rows unscored, one result file per input."""
+"""bench/nab.py drives a real server (two-file corpus) and bench/nab_perturb.py's copies stay scorable."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,63 +14,79 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-sys.path.append(str(ROOT / "bench"))  # bench/nab.py imports its neighbours as a script does
+sys.path.append(str(ROOT / "bench"))  # bench scripts import their neighbours as a script does
 
-from bench.nab import DetectorConfig, detect  # noqa: E402
-
-pytestmark = pytest.mark.slow
-
-FAST = replace(DetectorConfig(), epochs=2, patience=2, refit_epochs=1, refit_batches=2)
+from app.evaluation.nab import ResultFile, evaluate_corpus, load_corpus, load_windows  # noqa: E402
+from bench.nab_perturb import perturb, write_perturbed_corpus  # noqa: E402
 
 
-def five_minute_series(rows: int, seed: int) -> tuple[np.ndarray, pd.DatetimeIndex]:
+def five_minute_series(rows: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     stamps = pd.date_range("2024-01-01", periods=rows, freq="5min")
     daily = 10.0 + 3.0 * np.sin(2 * np.pi * np.arange(rows) / 288)
-    return daily + rng.normal(0.0, 0.3, rows), pd.DatetimeIndex(stamps)
+    values = daily + rng.normal(0.0, 0.3, rows)
+    return pd.DataFrame({"timestamp": stamps.strftime("%Y-%m-%d %H:%M:%S"), "value": values})
 
 
-def test_scores_use_only_earlier_rows() -> None:
-    values, stamps = five_minute_series(1400, seed=1)
-    changed = values.copy()
-    changed[900:] += np.random.default_rng(2).normal(0.0, 5.0, 500)  # the future differs after row 900
-    original = detect(values, stamps, FAST)
-    altered = detect(changed, stamps, FAST)
-    np.testing.assert_array_equal(original[:900], altered[:900])
-    assert not np.array_equal(original[900:], altered[900:])
-
-
-def test_probation_is_unscored_and_a_spike_scores_high() -> None:
-    values, stamps = five_minute_series(1400, seed=3)
-    values[1100] += 40.0
-    scores = detect(values, stamps, FAST)
-    assert np.all(scores[:210] == 0.0) and np.all((scores >= 0.0) & (scores <= 1.0))
-    assert scores[1100] == 1.0  # far outside the range of every earlier value
-
-
-def test_command_writes_one_result_per_file_and_prints_profiles(tmp_path: Path) -> None:
-    data, out = tmp_path / "data", tmp_path / "results"
+def write_corpus(tmp_path: Path, rows: int = 1400) -> tuple[Path, Path]:
+    data = tmp_path / "data"
     windows: dict[str, list[list[str]]] = {}
     for index, category in enumerate(["catA", "catB"]):
-        values, stamps = five_minute_series(900, seed=10 + index)
-        values[700] += 30.0
+        frame = five_minute_series(rows, seed=10 + index)
+        frame.loc[1100, "value"] += 30.0
         (data / category).mkdir(parents=True)
-        frame = pd.DataFrame({"timestamp": stamps.strftime("%Y-%m-%d %H:%M:%S"), "value": values})
         frame.to_csv(data / category / "series.csv", index=False)
-        windows[f"{category}/series.csv"] = [[str(stamps[680]), str(stamps[720])]]
+        windows[f"{category}/series.csv"] = [[frame.timestamp[1080], frame.timestamp[1120]]]
     labels = tmp_path / "windows.json"
     labels.write_text(json.dumps(windows))
-    overrides = ["epochs=2", "patience=2", "refit_epochs=1", "refit_batches=2"]
+    return data, labels
+
+
+def test_perturbed_copy_drops_jitters_and_keeps_order_and_windows(tmp_path: Path) -> None:
+    frame = five_minute_series(4000, seed=1)
+    window = (pd.Timestamp(frame.timestamp[3000]), pd.Timestamp(frame.timestamp[3100]))
+    out = perturb(frame, [window], seed=7)
+    stamps = pd.to_datetime(out.timestamp)
+    assert 0.70 * len(frame) < len(out) < 0.85 * len(frame)  # 15 % dropped, plus the gaps
+    assert stamps.is_monotonic_increasing
+    intervals = np.diff(stamps.values).astype("timedelta64[s]").astype(float)
+    assert intervals.max() >= 3 * 3600  # at least one multi-hour gap
+    assert np.mean(intervals % 300 != 0) > 0.5  # off the 5-minute grid
+    inside = (stamps >= window[0]) & (stamps <= window[1])
+    assert inside.sum() > 50
+    pd.testing.assert_frame_equal(out, perturb(frame, [window], seed=7))  # deterministic
+
+
+def test_perturbed_corpus_is_scored_with_the_same_windows(tmp_path: Path) -> None:
+    data, labels = write_corpus(tmp_path)
+    write_perturbed_corpus(data, labels, tmp_path / "perturbed")
+    corpus = load_corpus(tmp_path / "perturbed")
+    windows = load_windows(labels)
+    results = {name: ResultFile(stamps, np.zeros(len(stamps))) for name, stamps in corpus.items()}
+    report = evaluate_corpus(results, windows)
+    assert report.n_windows == 2 and report.profiles["standard"].normalized_score == 0.0
+
+
+@pytest.mark.slow
+def test_command_streams_each_file_through_the_api(tmp_path: Path) -> None:
+    data, labels = write_corpus(tmp_path)
+    out = tmp_path / "results"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TSWATCH_")}
     command = [sys.executable, str(ROOT / "bench" / "nab.py"), "--data", str(data), "--labels", str(labels)]
     run = subprocess.run(
-        [*command, "--out", str(out), "--quiet", "--set", *overrides],
+        [*command, "--out", str(out), "--perturb"],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
+        cwd=ROOT,
+        env={**env, "TSWATCH_TORCH_THREADS": "1"},
     )
-    assert run.returncode == 0, run.stderr
-    assert "standard" in run.stdout and "2/2" in run.stdout, run.stdout
+    assert run.returncode == 0, run.stderr[-3000:] + run.stdout[-3000:]
+    assert "standard" in run.stdout and "sensitivity" in run.stdout, run.stdout
     for category in ("catA", "catB"):
         result = pd.read_csv(out / category / "series.csv")
-        assert list(result.columns) == ["timestamp", "value", "anomaly_score"] and len(result) == 900
+        assert list(result.columns) == ["timestamp", "value", "anomaly_score"] and len(result) == 1400
+        assert (result.anomaly_score[:210] == 0).all() and result.anomaly_score.between(0, 1).all()
+        assert result.anomaly_score[1100] > 0.5  # far outside the range of every earlier value
+        assert (tmp_path / "results-perturbed" / "results" / category / "series.csv").exists()

@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.figure import Figure
 
-from app.cli.plots import plot_training_report
+from app.cli.plots import _residual_panel, plot_training_report
 from app.registry.factory import open_registry
+from app.registry.manifest import ResidualHistogram
 from app.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -67,6 +69,7 @@ def test_train_writes_a_report_and_models_show_rebuilds_it(run_cli, tmp_path):
     assert all(lo <= hi for lo, hi in zip(sample["lower95"], sample["lower80"], strict=True))
     residuals = manifest.report.residuals.model_dump()
     assert len(residuals["counts"]) + 1 == len(residuals["edges"]) and sum(residuals["counts"]) > 0
+    # the training-time calibration's thresholds stay in the manifest format, recorded only (not drawn)
     assert set(residuals["thresholds"]) == {"0.5", "0.7", "0.9"}
 
     shown_png = tmp_path / "out" / "shown.png"
@@ -106,3 +109,20 @@ def test_report_of_a_manifest_without_a_report_section(models_dir, tmp_path):
     manifest = registry.read_manifest(registry.resolve("tiny")).model_copy(update={"report": None})
     path = plot_training_report(manifest, tmp_path / "old.png")
     assert png_size(path) == REPORT_SIZE
+
+
+def test_residual_panel_draws_the_histogram_and_no_flagging_thresholds() -> None:
+    """Detection calibrates on the series it scores, so the report must not draw the training calibration's
+    thresholds as if they were where points get flagged."""
+    histogram = ResidualHistogram(
+        unit="residual / forecast spread",
+        edges=[-2.0, -1.0, 0.0, 1.0, 2.0],
+        counts=[1, 5, 6, 2],
+        thresholds={"0.5": 1.5, "0.7": 1.2, "0.9": None},
+        calibration_points=14,
+    )
+    axis = Figure().subplots()  # no pyplot: nothing global to close
+    _residual_panel(axis, histogram)
+    assert len(axis.patches) == 4  # one bar per bin
+    assert axis.get_lines() == []  # no threshold rules
+    assert axis.get_legend() is None

@@ -1,7 +1,9 @@
 """`tswatch train` and `tswatch models ...` end to end, through the real console entry point."""
 
 import json
+import re
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -160,3 +162,42 @@ def test_errors_exit_2_with_a_message_naming_the_problem(run_cli, csv_path, tmp_
         assert registry.list_models() == []
     finally:
         registry.database.dispose()
+
+
+def strict_json(text: str) -> Any:
+    """json.loads that refuses NaN and Infinity, which are not JSON."""
+
+    def refuse(constant: str) -> NoReturn:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_mostly_zero_series_trains_and_registers_with_undefined_mase_as_null(run_cli, tmp_path, registry_dir):
+    """An intermittent series all zero over its training rows (the MASE scale is 0) used to crash with
+    "Out of range float values are not JSON compliant: nan" and register nothing."""
+    values = np.zeros(600)
+    values[450::7] = 3.0  # counts only after the training rows: 96% zeros
+    frame = pd.DataFrame({"timestamp": pd.date_range("2024-01-01", periods=600, freq="h"), "value": values})
+    path = tmp_path / "intermittent.csv"
+    frame.to_csv(path, index=False)
+
+    trained = ok(run_cli(registry_dir, "train", str(path), "--name", "sparse", *TRAIN_ARGS, "--json"))
+    model = strict_json(trained.stdout)["metrics"]["model"]
+    assert model["mase_seasonal"] is None and model["mase_random_walk"] is None
+    assert "lag 1" in model["notes"]["mase_random_walk"] and "is 0" in model["notes"]["mase_random_walk"]
+    assert np.isfinite([model["mae"], model["rmse"]]).all()
+
+    shown_json, shown = run_parallel(
+        run_cli, registry_dir, ("models", "show", "sparse", "--json"), ("models", "show", "sparse")
+    )
+    assert strict_json(ok(shown_json).stdout)["metrics"]["baselines"]["random_walk"]["mase_seasonal"] is None
+    table = flat(ok(shown).stdout)
+    assert "n/a" in table
+    assert "MASE (random walk): undefined: the training rows repeat exactly at lag 1" in table
+    assert re.search(r"\bnan\b|\binf\b", table, re.IGNORECASE) is None
+
+    version_dir = registry_dir / "sparse" / "1"
+    manifest = strict_json((version_dir / "manifest.json").read_text())
+    assert manifest["metrics"]["model"]["mase_seasonal"] is None
+    assert (version_dir / "report.png").stat().st_size > 0

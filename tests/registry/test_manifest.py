@@ -255,3 +255,36 @@ def test_registry_refuses_an_invalid_manifest_like_a_hash_mismatch(registry: Reg
         )
     with pytest.raises(ArtifactIntegrityError, match=r"training\.history\.0"):
         registry.load(registry.get_version("good", 1))
+
+
+# ------------------------------------------------------------------------------ undefined metrics
+
+
+def test_an_undefined_mase_is_null_with_its_note_and_round_trips(tmp_path: Path) -> None:
+    """A series constant over its training rows has no MASE scale: null plus the reason, written and read back."""
+    raw = v1_raw("single")
+    note = "undefined: the training rows repeat exactly at lag 24 (constant or all zero), ..."
+    for accuracy in (raw["metrics"]["model"], *raw["metrics"]["baselines"].values()):
+        accuracy.update(mase_seasonal=None, notes={"mase_seasonal": note})
+    manifest = parse_manifest(raw)
+    assert manifest.metrics.model.mase_seasonal is None
+    assert manifest.metrics.model.notes == {"mase_seasonal": note}
+    assert VersionSummary.of(manifest).baselines is not None
+
+    written = manifest_bytes(manifest)
+    assert json.loads(written)["metrics"]["model"]["notes"] == {"mase_seasonal": note}
+    assert read_manifest(write_raw(tmp_path / "null-mase", json.loads(written))) == manifest
+
+
+def test_notes_are_not_written_when_empty() -> None:
+    """Manifests with every metric defined keep their version-2 layout (no `notes` key anywhere)."""
+    written = json.loads(manifest_bytes(parse_manifest(v1_raw("single"))))
+    assert "notes" not in written["metrics"]["model"]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_nan_or_infinity_in_a_manifest_is_refused_by_field(bad: float) -> None:
+    raw = v1_raw("single")
+    raw["metrics"]["model"]["mase_seasonal"] = bad
+    with pytest.raises(ValueError, match=r"metrics\.model\.mase_seasonal"):
+        parse_manifest(raw)

@@ -1,167 +1,142 @@
-"""StreamScorer: step equivalence with Forecaster.predict, exact state round trips, spikes and episodes."""
+"""StreamState: batch = stream (with state round trips), unscored readings, model binding, and the upgrade of a
+version 1 (`StreamScorer`) state written by the previous code (fixtures/stream_scorer_v1.json)."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pytest
 
-from app.anomaly import CalibrationSet, SpreadResidualScorer
-from app.forecasting.calendar import calendar_matrix
-from app.forecasting.forecaster import Forecaster
-from app.forecasting.quantiles import DEFAULT_QUANTILES
-from app.registry.factory import open_registry
-from app.settings import Settings
-from app.streams.scoring import StreamScorer, _LevelReader, calendar_row
+from app.anomaly import DetectorConfig, detect_series
+from app.anomaly.points import ScoredPoint
+from app.serving.model_forecasts import ModelForecasts, score_reading
+from app.streams.scoring import ServingModel, StreamState
+from app.timestamps import from_state_iso
 
-from .helpers import hourly_series, normal_calibrator, random_forecaster
+from .helpers import hourly_series, random_forecaster
 
-
-def reference(forecaster: Forecaster, stamps: list, values: np.ndarray, end: int) -> np.ndarray:
-    """predict() on the window ending at index `end`: lead-1 quantiles [Q]."""
-    window = forecaster.spec.window
-    calendar = forecaster.calendar(np.array(stamps[end - window + 1 : end + 1], dtype="datetime64[ns]"))
-    return forecaster.predict(values[None, end - window + 1 : end + 1], calendar[None])[0, 0]
+FIXTURE = Path(__file__).parent / "fixtures" / "stream_scorer_v1.json"
+CONFIG = DetectorConfig(learning_points=50)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(("patch_len", "cell"), [(1, "gru"), (1, "lstm"), (2, "gru"), (4, "lstm")])
-def test_lead_one_equals_predict_after_anchor_and_stays_close(patch_len: int, cell: str) -> None:
-    forecaster = random_forecaster(window=24, patch_len=patch_len, cell=cell)
-    scorer = StreamScorer(forecaster, normal_calibrator(), 0.5)
-    stamps, values = hourly_series(24 * 6)
-    checked_anchor = 0
+def quirky_series(points: int, seed: int = 1) -> tuple[list[datetime], list[float | None]]:
+    """Hourly values with a spike, a missing value, a duplicate and a late timestamp, and a 5 h gap."""
+    stamps, raw = hourly_series(points, seed=seed)
+    values: list[float | None] = [float(value) for value in raw]
+    values[300] = float(raw[300]) + 30.0
+    values[120] = None
+    stamps[200] = stamps[199]  # duplicate of the previous reading
+    stamps[250] = stamps[240]  # late
+    for index in range(400, points):
+        stamps[index] += timedelta(hours=5)
+    return stamps, values
+
+
+def round_tripped(stream: StreamState, serving: ServingModel | None) -> StreamState:
+    restored = StreamState.from_state(json.loads(json.dumps(stream.to_state())), CONFIG, 0.5)
+    restored.bind(serving)
+    return restored
+
+
+def test_stream_equals_batch_bitwise_across_state_round_trips() -> None:
+    stamps, values = quirky_series(1200)
+    batch = detect_series(stamps, values, CONFIG)
+    stream = StreamState.fresh(CONFIG, 0.5)
+    answered: list[ScoredPoint] = []
     for index, (stamp, value) in enumerate(zip(stamps, values, strict=True)):
-        scorer.append(stamp, float(value))
-        if scorer.pending is None:
-            assert index < 23
-            continue
-        expected = reference(forecaster, stamps, values, index)
-        if scorer.since_anchor == 0:
-            np.testing.assert_allclose(scorer.pending, expected, rtol=0, atol=1e-5)
-            checked_anchor += 1
-        else:  # stale anchor + longer context: close, not equal
-            assert np.abs(scorer.pending - expected).max() < 0.5
-    assert checked_anchor == 6  # anchors at points 24, 48, ..., 144
+        if index % 97 == 0:
+            stream = round_tripped(stream, None)
+        answered.append(stream.append(stamp, value)[0])
+    assert answered == batch
+    assert stream.status().refits == 2  # refits every 500 fed readings after the first fit
+    kinds = {answered[i].sampling for i in (120, 200, 250)}
+    assert kinds == {"missing", "duplicate", "late"}
+    assert all(answered[i].score is None for i in (120, 200, 250))
+    assert answered[400].sampling in ("gap", "reanchored")
 
 
-def test_first_window_only_fills_history() -> None:
+def test_learning_points_are_unscored_and_never_reach_the_alarm_policy() -> None:
+    stamps, values = hourly_series(80, seed=2)
+    stream = StreamState.fresh(CONFIG, 0.5)
+    for index in range(50):
+        value = float(values[index]) + (500.0 if index == 10 else 0.0)  # a spike while learning
+        point, events = stream.append(stamps[index], value)
+        assert point.score is None and events == [] and point.index == index
+        assert stream.status().state == ("learning" if index < 49 else "scoring")
+    status = stream.status()
+    assert status.points_until_ready == 0 and status.weights_age_points == 0
+    assert status.last_refit_at == stamps[49]
+    assert stream.policy.open_episode is None
+    point, _ = stream.append(stamps[50], float(values[50]))
+    assert point.score is not None and stream.status().weights_age_points == 1
+
+
+def test_model_bound_stream_restores_its_forecasts_and_rebuilds_them_on_a_new_version() -> None:
+    stamps, raw = hourly_series(200, seed=4)
+    values = [float(value) for value in raw]
+    v1 = ServingModel("m", 1, random_forecaster(seed=0))
+    detector_only = detect_series(stamps, values, CONFIG)
+
+    straight = StreamState.fresh(CONFIG, 0.5)
+    straight.bind(v1)
+    expected = [straight.append(s, v)[0] for s, v in zip(stamps, values, strict=True)]
+    restored = StreamState.fresh(CONFIG, 0.5)
+    answered: list[ScoredPoint] = []
+    for index, (stamp, value) in enumerate(zip(stamps, values, strict=True)):
+        if index % 37 == 0:
+            restored = round_tripped(restored, v1)
+        answered.append(restored.append(stamp, value)[0])
+    assert answered == expected != detector_only  # the model's forecasts are the expected values
+    assert restored.to_state()["forecasts"] == straight.to_state()["forecasts"]
+
+    v2 = ServingModel("m", 2, random_forecaster(seed=1))
+    moved = round_tripped(restored, v2)
+    assert moved.model_version == 2 and moved.forecasts is not None and moved.forecasts.count == 0
+    point, _ = moved.append(stamps[-1] + timedelta(hours=1), 10.0)
+    assert point.index == 200 and point.score is not None  # the detector keeps scoring meanwhile
+
+
+def test_score_reading_is_the_loop_streams_use() -> None:
+    stamps, values = quirky_series(500)
     forecaster = random_forecaster()
-    scorer = StreamScorer(forecaster, normal_calibrator(), 0.5)
-    stamps, values = hourly_series(30)
-    scored = [scorer.append(s, float(v))[0] for s, v in zip(stamps, values, strict=True)]
-    assert all(point.score is None and point.expected is None for point in scored[:24])
-    assert all(point.score is not None and point.expected is not None for point in scored[24:])
-    assert [point.index for point in scored] == list(range(30))
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(("patch_len", "cell"), [(1, "gru"), (2, "lstm")])
-def test_state_round_trip_gives_identical_outputs(patch_len: int, cell: str) -> None:
-    forecaster = random_forecaster(patch_len=patch_len, cell=cell)
-    calibrator = normal_calibrator()
-    stamps, values = hourly_series(200)
-    values[150] += 30.0  # an episode in the continued part
-    live = StreamScorer(forecaster, calibrator, 0.7, "m", 1)
-    for stamp, value in zip(stamps[:101], values[:101], strict=True):
-        live.append(stamp, float(value))
-    snapshot = json.loads(json.dumps(live.to_state()))
-    restored = StreamScorer.from_state(snapshot, forecaster, calibrator, "m", 1)
-    assert restored.to_state() == live.to_state()
-    for stamp, value in zip(stamps[101:], values[101:], strict=True):
-        assert live.append(stamp, float(value)) == restored.append(stamp, float(value))
-    assert live.to_state() == restored.to_state()
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_models_dir: Path) -> tuple[Forecaster, CalibrationSet]:
-    registry = open_registry(Settings(models_dir=tiny_models_dir))
-    loaded = registry.load(registry.resolve("tiny"))
-    return loaded.forecaster, loaded.manifest.calibration()
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(("jump", "direction"), [(60.0, "up"), (-60.0, "down")])
-def test_spike_is_flagged_with_direction_and_episode_resolves(tiny, jump: float, direction: str) -> None:
-    forecaster, calibration = tiny
-    scorer = StreamScorer(forecaster, calibration.for_series("sensor"), 0.7, "tiny", 1)
-    stamps, values = hourly_series(120, seed=3)
-    values[80] += jump
-    scored, events = [], []
+    stream = StreamState.fresh(CONFIG, 0.5)
+    stream.bind(ServingModel("m", 1, forecaster))
+    detector = StreamState.fresh(CONFIG, 0.5).detector
+    forecasts = ModelForecasts(forecaster)
     for stamp, value in zip(stamps, values, strict=True):
-        point, point_events = scorer.append(stamp, float(value))
-        scored.append(point)
-        events.extend((point.index, event) for event in point_events)
-    spike = scored[80]
-    assert spike.is_anomaly and spike.direction == direction and spike.score > 0.98
-    opened = [(index, event) for index, event in events if event.kind == "opened"]
-    resolved = [(index, event) for index, event in events if event.kind == "resolved"]
-    assert any(index == 80 for index, _ in opened)
-    episode = next(event.episode for index, event in opened if index == 80)
-    assert episode.direction == direction and episode.peak.timestamp == stamps[80].isoformat()
-    closing = [event.episode for index, event in resolved if index > 80]
-    assert closing and closing[0].opened_at == stamps[80].isoformat()
-    assert scorer.policy.open_episode is None
-    normal = [p for p in scored[24:] if abs(p.index - 80) > 3]
-    assert sum(p.is_anomaly for p in normal) <= 4  # about 2 in 100 expected at sensitivity 0.7
+        assert stream.append(stamp, value)[0] == score_reading(detector, forecasts, stamp, value)
 
 
-@pytest.mark.slow
-def test_trained_model_stays_close_to_predict_between_anchors(tiny) -> None:
-    forecaster, calibration = tiny
-    scorer = StreamScorer(forecaster, calibration.global_calibrator, 0.5)
-    stamps, values = hourly_series(24 * 8, seed=5)
-    for index, (stamp, value) in enumerate(zip(stamps, values, strict=True)):
-        scorer.append(stamp, float(value))
-        if scorer.pending is not None:
-            expected = reference(forecaster, stamps, values, index)
-            width = expected[-1] - expected[0]
-            assert np.abs(scorer.pending - expected).max() < 0.25 * width
+def old_state() -> dict[str, Any]:
+    state: dict[str, Any] = json.loads(FIXTURE.read_text())
+    assert state["kind"] == "StreamScorer" and state["format"] == 1  # written by the pre-issue-14 scorer
+    return state
 
 
-def test_new_model_version_rebuilds_from_history() -> None:
-    old, new = random_forecaster(seed=0), random_forecaster(seed=1)
-    calibrator = normal_calibrator()
-    stamps, values = hourly_series(60)
-    scorer = StreamScorer(old, calibrator, 0.5, "m", 1)
-    for stamp, value in zip(stamps, values, strict=True):
-        scorer.append(stamp, float(value))
-    rebuilt = StreamScorer.from_state(scorer.to_state(), new, calibrator, "m", 2)
-    assert rebuilt.model_version == 2 and rebuilt.point_count == 60 and rebuilt.since_anchor == 0
-    np.testing.assert_allclose(rebuilt.pending, reference(new, stamps, values, 59), atol=1e-5)
-    point, _ = rebuilt.append(stamps[-1] + timedelta(hours=1), 10.0)
-    assert point.score is not None and point.index == 60
+def test_version_1_state_is_upgraded_fed_its_recent_values_with_the_alarm_carried_over() -> None:
+    state = old_state()
+    recent = [from_state_iso(stamp) for stamp in state["timestamps"]]
+    upgraded = StreamState.from_state(state, CONFIG, 0.7)
+    assert upgraded.position == state["point_count"] == 80
+    assert upgraded.detector.count == len(recent) == 24
+    assert upgraded.status().state == "learning" and upgraded.status().points_until_ready == 50 - 24
+    episode = upgraded.policy.open_episode
+    assert episode is not None and episode.opened_at == state["policy"]["tracker"]["episode"]["opened_at"]
+
+    upgraded.bind(ServingModel("tiny", 1, random_forecaster()))  # window 24: forecasts ready at once
+    assert upgraded.forecasts is not None and upgraded.forecasts.count == 24
+    assert upgraded.forecasts.expect() is not None
+    point, events = upgraded.append(recent[-1] + timedelta(hours=1), 10.0)
+    assert point.index == 80 and point.score is None and events == []
+    again = StreamState.from_state(json.loads(json.dumps(upgraded.to_state())), CONFIG, 0.7)
+    assert again.to_state() == upgraded.to_state()
 
 
-def test_calendar_row_is_bitwise_calendar_matrix() -> None:
-    rng = np.random.default_rng(0)
-    features = ("hour_of_day", "day_of_week", "day_of_year", "month_of_year")
-    seconds = rng.integers(0, 40 * 365 * 86_400, 5000)
-    stamps = [datetime(1990, 1, 1) + timedelta(seconds=int(s), microseconds=int(s % 997)) for s in seconds]
-    expected = calendar_matrix(np.array(stamps, dtype="datetime64[ns]"), list(features))  # [N, 8]
-    rows = np.stack([calendar_row(stamp, features) for stamp in stamps])
-    assert rows.dtype == np.float32 and np.array_equal(rows.view(np.uint32), expected.view(np.uint32))
-    assert calendar_row(stamps[0], ()).shape == (0,)
-
-
-@pytest.mark.parametrize("levels", [DEFAULT_QUANTILES, (0.05, 0.25, 0.5, 0.75, 0.95), (0.02, 0.3, 0.5, 0.98)])
-def test_scalar_residual_equals_spread_residual_scorer(levels: tuple[float, ...]) -> None:
-    scorer = SpreadResidualScorer()
-    reader = _LevelReader(scorer, levels)
-    rng = np.random.default_rng(1)
-    for _ in range(2000):
-        quantiles = np.sort(rng.normal(0, 1, len(levels)) * rng.choice([1e-9, 1.0, 1e4]))
-        value = float(rng.normal(quantiles[len(levels) // 2], rng.choice([0.0, 0.5, 5.0])))
-        batch = scorer.score(np.array([value]), quantiles[None, :], np.asarray(levels))
-        magnitude, signed, expected, lower, upper = reader.residual(value, quantiles)
-        assert (magnitude, signed, expected, lower, upper) == (
-            float(batch.magnitude[0]),
-            float(batch.signed[0]),
-            float(batch.expected[0]),
-            float(batch.lower[0]),
-            float(batch.upper[0]),
-        )
-        assert ("up" if signed >= 0 else "down") == batch.direction[0]
+def test_unknown_state_is_refused() -> None:
+    with pytest.raises(ValueError, match="not a Stream state"):
+        StreamState.from_state({"kind": "Stream", "version": 99}, CONFIG, 0.5)
+    with pytest.raises(ValueError, match="format"):
+        StreamState.from_state({**old_state(), "format": 2}, CONFIG, 0.5)

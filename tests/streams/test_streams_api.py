@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -17,9 +18,10 @@ pytestmark = pytest.mark.slow
 
 def test_stream_lifecycle_over_http(models_dir: Path) -> None:
     with TestClient(create_app(Settings(models_dir=models_dir))) as client:
-        assert client.put("/v1/streams/s1", json={"model": "tiny", "sensitivity": 0.7}).status_code == 201
-        stamps, values = hourly_series(60)
-        values[40] += 60.0
+        config = {"model": "tiny", "sensitivity": 0.7, "learning_points": 20}
+        assert client.put("/v1/streams/s1", json=config).status_code == 201
+        stamps, values = hourly_series(300)
+        values[250] += 60.0
         body = {
             "points": [
                 {"timestamp": s.isoformat() + "Z", "value": float(v)}
@@ -29,16 +31,42 @@ def test_stream_lifecycle_over_http(models_dir: Path) -> None:
         reply = client.post("/v1/streams/s1/points", json=body)
         assert reply.status_code == 200, reply.text
         data = reply.json()
-        assert data["model"] == {"name": "tiny", "version": 1} and len(data["points"]) == 60
-        assert data["points"][40]["is_anomaly"] and data["points"][40]["direction"] == "up"
-        assert data["points"][0]["score"] is None and data["events"][0]["kind"] == "opened"
+        assert data["model"] == {"name": "tiny", "version": 1} and len(data["points"]) == 300
+        assert data["state"] == "scoring" and data["points_until_ready"] == 0
+        flagged = [point for point in data["points"] if point["is_anomaly"]]
+        assert flagged and all(point["direction"] in ("up", "down") for point in flagged)
+        assert data["points"][0]["score"] is None and data["points"][0]["sampling"] == "regular"
+        assert any(event["kind"] == "opened" for event in data["events"])
         again = client.post("/v1/streams/s1/points", json={"points": body["points"][-1:]})
-        assert again.status_code == 409 and "nothing was stored" in again.json()["detail"]
+        assert again.status_code == 200, again.text  # a repeated reading is input, not an error
+        [repeated] = again.json()["points"]
+        assert repeated["sampling"] == "duplicate" and repeated["score"] is None and repeated["index"] == 300
+        missing = {"timestamp": (stamps[-1] + timedelta(hours=1)).isoformat() + "Z", "value": None}
+        [gap] = client.post("/v1/streams/s1/points", json={"points": [missing]}).json()["points"]
+        assert gap["sampling"] == "missing" and gap["value"] is None and gap["index"] == 301
         info = client.get("/v1/streams/s1").json()
-        assert info["point_count"] == 60
+        assert info["point_count"] == 302 and info["model"] == "tiny" and info["learning_points"] == 20
         assert len(client.get("/v1/streams/s1/anomalies").json()) >= 1
         assert client.delete("/v1/streams/s1").status_code == 204
         assert client.get("/v1/streams/s1").status_code == 404
+
+
+def test_stream_settings_are_validated(models_dir: Path) -> None:
+    with TestClient(create_app(Settings(models_dir=models_dir))) as client:
+        for body, field in (
+            ({"learning_points": 10}, "learning_points"),
+            ({"learning_points": 10_001}, "learning_points"),
+            ({"alias": "production"}, "alias"),
+            ({"model": "tiny", "alerts": "no"}, "alerts"),
+        ):
+            reply = client.put("/v1/streams/v", json=body)
+            assert reply.status_code == 422, (body, reply.text)
+            assert reply.headers["content-type"].startswith("application/problem+json")
+            assert field in reply.text
+        point = {"timestamp": "2024-01-01T00:00:00Z", "value": "1.0"}
+        assert client.put("/v1/streams/v", json={}).status_code == 201
+        assert client.post("/v1/streams/v/points", json={"points": [point]}).status_code == 422
+        assert client.post("/v1/streams/v/points", json={"points": []}).status_code == 422
 
 
 @pytest.mark.parametrize("stamp", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"])

@@ -249,20 +249,20 @@ def test_api_key_auth_and_all_or_nothing_batches(setup, run_cli, models_dir) -> 
     assert ok.status_code == 200, ok.text
     assert point_counts(client, "a", "b") == [30, 30]
 
-    # Stream b's points are refused (not after its last point): nothing is stored for a either.
-    batch = hook_body(
-        {"a": spiked_points(5, spike_at=-1, offset=30), "b": spiked_points(5, spike_at=-1, offset=20)}
-    )
-    refused = client.post("/v1/hooks/points", content=batch, headers=key)
-    assert refused.status_code == 409 and "'b'" in refused.json()["detail"]
     # An unknown stream anywhere in the batch: 404, nothing stored.
     batch = hook_body({"a": spiked_points(5, spike_at=-1, offset=30), "zz": spiked_points(5, spike_at=-1)})
     assert client.post("/v1/hooks/points", content=batch, headers=key).status_code == 404
-    # Out of order within a stream: 422, nothing stored.
+    # A value that is not a number: 422, nothing stored.
     points = spiked_points(5, spike_at=-1, offset=30)
-    batch = hook_body({"b": spiked_points(5, spike_at=-1, offset=30), "a": [points[1], points[0]]})
+    batch = hook_body({"b": spiked_points(5, spike_at=-1, offset=30), "a": [{**points[0], "value": "1"}]})
     assert client.post("/v1/hooks/points", content=batch, headers=key).status_code == 422
     assert point_counts(client, "a", "b") == [30, 30]
+    # Late and repeated readings are input (answered unscored), not refusals.
+    batch = hook_body({"a": [points[0], points[0]], "b": spiked_points(1, spike_at=-1, offset=20)})
+    late = client.post("/v1/hooks/points", content=batch, headers=key)
+    assert late.status_code == 200, late.text
+    assert sorted(p["sampling"] for p in late.json()["points"]) == ["duplicate", "late", "regular"]
+    assert point_counts(client, "a", "b") == [32, 31]
     # Malformed bodies are 4xx problems; a large two-stream batch is stored whole.
     assert client.post("/v1/hooks/points", content=b"{", headers=key).status_code in (400, 422)
     assert client.post("/v1/hooks/points", json={"points": []}, headers=key).status_code == 422
@@ -271,4 +271,4 @@ def test_api_key_auth_and_all_or_nothing_batches(setup, run_cli, models_dir) -> 
     )
     reply = client.post("/v1/hooks/points", content=big, headers=key)
     assert reply.status_code == 200 and len(reply.json()["points"]) == 4000
-    assert point_counts(client, "a", "b") == [2030, 2030]
+    assert point_counts(client, "a", "b") == [2032, 2031]

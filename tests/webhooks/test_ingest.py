@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select, update
 
 from app.api.forecast_answers import answer_forecasts
-from app.errors import ConflictError
+from app.errors import InvalidInputError
 from app.registry.factory import open_registry
 from app.serving.pool import ModelPool
 from app.settings import Settings
@@ -115,8 +115,8 @@ def test_a_refused_batch_stores_nothing_and_releases_its_webhook_id(models_dir: 
         for stream in ("a", "b"):
             await ingest.streams.upsert(stream, "tiny")
         await ingest.ingest(points("b", 0, 5), None, render)
-        stale = points("a", 0, 30) + points("b", 0, 1)  # b's point is not after its last one
-        with pytest.raises(ConflictError, match="stream 'b'"):
+        stale = [*points("a", 0, 30), ("b", START, float("nan"))]  # b's value is not a number
+        with pytest.raises(InvalidInputError, match="stream 'b'"):
             await ingest.ingest(stale, MessageKey("isec_a", "msg_2"), render)
         assert (await ingest.streams.get("a")).point_count == 0
         retried = await ingest.ingest(

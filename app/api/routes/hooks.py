@@ -15,7 +15,6 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from app.api.deps import HookAuth, PointIngestDep
-from app.api.schemas.common import ModelRef
 from app.api.schemas.hooks import (
     HOOK_REQUEST_SCHEMA,
     HookPointOut,
@@ -23,7 +22,7 @@ from app.api.schemas.hooks import (
     HookPointsResponse,
     HookStreamOut,
 )
-from app.api.schemas.streams import AlarmEventOut, StreamPointOut
+from app.api.schemas.streams import AlarmEventOut, AlertsQuery, StreamPointOut, model_ref
 from app.streams.service import StagedAppend
 
 router = APIRouter(prefix="/v1/hooks", tags=["hooks"])
@@ -51,7 +50,7 @@ def build_response(body: HookPointsRequest, staged: list[StagedAppend]) -> HookP
     streams = [
         HookStreamOut(
             stream=item.stream_id,
-            model=ModelRef(name=item.model_name, version=item.model_version),
+            model=model_ref(item.model_name, item.model_version),
             events=[AlarmEventOut.of(event) for event in item.events],
         )
         for item in staged
@@ -66,7 +65,9 @@ def build_response(body: HookPointsRequest, staged: list[StagedAppend]) -> HookP
         "requestBody": {"required": True, "content": {"application/json": {"schema": HOOK_REQUEST_SCHEMA}}}
     },
 )
-async def receive_points(request: Request, message_id: HookAuth, ingest: PointIngestDep) -> Response:
+async def receive_points(
+    request: Request, message_id: HookAuth, ingest: PointIngestDep, alerts: AlertsQuery = True
+) -> Response:
     """Append points to one or many streams: all stored, in order, in one transaction, or none.
 
     Send Standard Webhooks headers (`webhook-id`, `webhook-timestamp`, `webhook-signature`, signed with an
@@ -74,7 +75,10 @@ async def receive_points(request: Request, message_id: HookAuth, ingest: PointIn
     body = parse_request(await request.body())
     points = [(point.stream, point.timestamp, point.value) for point in body.points]
     result = await ingest.ingest(
-        points, message_id, render=lambda staged: build_response(body, staged).model_dump_json()
+        points,
+        message_id,
+        render=lambda staged: build_response(body, staged).model_dump_json(),
+        alerts=alerts,
     )
     headers = {REPLAYED_HEADER: "true"} if result.replayed else None
     return Response(result.body, result.status, headers=headers, media_type="application/json")

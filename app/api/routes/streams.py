@@ -9,15 +9,13 @@ from fastapi import APIRouter, Path, Query, Response, status
 
 from app.api.auth_first import AuthenticatedRoute
 from app.api.deps import ReadAccess, StreamsDep, WriteAccess
-from app.api.schemas.common import ModelRef
 from app.api.schemas.streams import (
-    AlarmEventOut,
+    AlertsQuery,
     AppendRequest,
     AppendResponse,
     EpisodeOut,
     StreamConfigRequest,
     StreamOut,
-    StreamPointOut,
 )
 from app.timestamps import clamp_to_naive_utc
 
@@ -30,29 +28,27 @@ StreamId = Annotated[str, Path(min_length=1, max_length=200, description="Caller
 async def put_stream(
     stream_id: StreamId, body: StreamConfigRequest, streams: StreamsDep, response: Response, _: WriteAccess
 ) -> StreamOut:
-    """Create a stream, or change its model binding / sensitivity (stored points are kept)."""
-    info, created = await streams.upsert(stream_id, body.model, body.alias, body.version, body.sensitivity)
+    """Create a stream (without `model`: a self-learning one), or change its settings (stored points are kept;
+    a new model, alias, version or learning_points restarts the detector)."""
+    info, created = await streams.upsert(
+        stream_id, body.model, body.alias, body.version, body.sensitivity, body.learning_points, body.alerts
+    )
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return StreamOut.of(info)
 
 
 @router.post("/{stream_id}/points", response_model=AppendResponse)
 async def append_points(
-    stream_id: StreamId, body: AppendRequest, streams: StreamsDep, _: WriteAccess
+    stream_id: StreamId, body: AppendRequest, streams: StreamsDep, _: WriteAccess, alerts: AlertsQuery = True
 ) -> AppendResponse:
-    """Append points: each is scored against the forecast made before it; stored before the reply."""
-    result = await streams.append(stream_id, [(point.timestamp, point.value) for point in body.points])
-    return AppendResponse(
-        stream=stream_id,
-        model=ModelRef(name=result.model_name, version=result.model_version),
-        points=[StreamPointOut.of(point) for point in result.points],
-        events=[AlarmEventOut.of(event) for event in result.events],
-    )
+    """Append points: each is scored using only it and earlier ones; stored before the reply."""
+    readings = [(point.timestamp, point.value) for point in body.points]
+    return AppendResponse.of(stream_id, await streams.append(stream_id, readings, alerts=alerts))
 
 
 @router.get("/{stream_id}", response_model=StreamOut)
 async def read_stream(stream_id: StreamId, streams: StreamsDep, _: ReadAccess) -> StreamOut:
-    """Configuration, last timestamp, point count and the open alarm of a stream."""
+    """Configuration, detector state (learning / scoring, refits), point count and the open alarm of a stream."""
     return StreamOut.of(await streams.get(stream_id))
 
 

@@ -26,7 +26,9 @@ class HookPointOut(StreamPointOut):
 
 class HookStreamOut(BaseModel):
     stream: str = Field(description="Stream id.")
-    model: ModelRef = Field(description="The model version that scored its points.")
+    model: ModelRef | None = Field(
+        description="The model version whose forecasts scored its points; null for a self-learning stream."
+    )
     events: list[AlarmEventOut] = Field(description="Alarm episodes opened or resolved by these points.")
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Query
 from pydantic import BaseModel, Field, field_validator
 
 from app.anomaly import AlarmEvent, Episode
-from app.anomaly.points import ScoredPoint
+from app.anomaly.detector import MAX_LEARNING_POINTS, MIN_LEARNING_POINTS
+from app.anomaly.points import Sampling, ScoredPoint
 from app.api.schemas.common import (
     FiniteFloat,
     ModelRef,
@@ -16,26 +18,50 @@ from app.api.schemas.common import (
     VersionNumber,
     check_range,
 )
-from app.streams.service import StreamInfo
+from app.streams.service import AppendResult, StreamInfo
 from app.timestamps import as_aware_utc, from_state_iso, to_naive_utc
 
 MAX_STREAM_POINTS = 10_000
 
+AlertsQuery = Annotated[
+    bool,
+    Query(
+        description="false: store the points and their alarms but send no webhooks for them (backfilling "
+        "history). Webhooks are sent only when this and the stream's `alerts` option are both true."
+    ),
+]
+
 
 class StreamConfigRequest(StrictModel):
-    model: str = Field(min_length=1, max_length=64, description="Registered model that scores the stream.")
-    alias: str | None = Field(
-        None, max_length=64, description="Alias to follow; default: the default version."
+    model: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="Registered model whose forecasts the stream is scored against; absent or null: a "
+        "self-learning stream (it learns its own forecaster from its first points).",
     )
-    version: VersionNumber | None = Field(None, description="Pin a version instead of an alias.")
+    alias: str | None = Field(
+        None, max_length=64, description="Alias of the model to follow; default: the default version."
+    )
+    version: VersionNumber | None = Field(None, description="Pin a version of the model instead of an alias.")
     sensitivity: FiniteFloat = Field(
         0.5, ge=0, le=1, description="0..1; false-alarm rate 10^(3*sensitivity-4)."
+    )
+    learning_points: int | None = Field(
+        None,
+        ge=MIN_LEARNING_POINTS,
+        le=MAX_LEARNING_POINTS,
+        description="Readings the detector learns from before it scores (default 100). Changing it, or the "
+        "model, alias or version, restarts the detector; changing sensitivity or alerts keeps it.",
+    )
+    alerts: bool = Field(
+        True, strict=True, description="False: alarms are stored but no webhooks are sent for this stream."
     )
 
 
 class StreamPointIn(StrictModel):
     timestamp: datetime = Field(description="ISO 8601 time of the value (UTC if no offset).")
-    value: FiniteFloat = Field(description="Observed value.")
+    value: FiniteFloat | None = Field(description="Observed value; null reports a missing reading.")
 
     @field_validator("timestamp")
     @classmethod
@@ -49,24 +75,33 @@ class AppendRequest(StrictModel):
     points: list[StreamPointIn] = Field(
         min_length=1,
         max_length=MAX_STREAM_POINTS,
-        description="New points, oldest first, after the last one.",
+        description="New points, oldest first. Repeated or late timestamps and null values are accepted "
+        "(answered with their `sampling` and `score: null`).",
     )
 
 
 class StreamPointOut(BaseModel):
     index: int = Field(description="Position of the point in the stream (0 = first point ever appended).")
     timestamp: datetime = Field(description="Timestamp of the point (UTC).")
-    value: float = Field(description="Observed value.")
+    value: float | None = Field(description="Observed value; null for a missing reading.")
     expected: float | None = Field(
-        description="Lead-1 forecast (median) made before the point; null in history."
+        description="Expected value made before the point (the detector's forecaster, or the model's lead-1 "
+        "median); null while learning and for unscored points."
     )
-    lower: float | None = Field(description="Lower edge of the forecast's 80% band.")
-    upper: float | None = Field(description="Upper edge of the forecast's 80% band.")
+    lower: float | None = Field(description="Lower edge of the expected band.")
+    upper: float | None = Field(description="Upper edge of the expected band.")
     score: float | None = Field(
-        description="Calibrated anomaly score in [0, 1]; null while the history fills."
+        description="Anomaly score in [0, 1]; null while learning and for duplicate, late or missing readings."
     )
-    is_anomaly: bool = Field(description="True when score >= 1 - alpha.")
-    direction: Literal["up", "down"] | None = Field(description="Side of the forecast an anomaly lies on.")
+    is_anomaly: bool = Field(description="True when the score reaches the sensitivity's threshold.")
+    direction: Literal["up", "down"] | None = Field(
+        description="Side of the expected value an anomaly lies on."
+    )
+    sampling: Sampling = Field(
+        description="How the reading's timing was handled: regular, gap (band widened), reanchored (after a "
+        "long gap), duplicate (repeated timestamp: the first is kept), late (before the previous reading), "
+        "missing (null value). The last three are stored but not scored."
+    )
 
     @classmethod
     def of(cls, point: ScoredPoint) -> StreamPointOut:
@@ -114,17 +149,53 @@ class AlarmEventOut(BaseModel):
         return cls(kind=event.kind, episode=EpisodeOut.of(event.episode))
 
 
-class StreamOut(BaseModel):
+class DetectorStatusOut(BaseModel):
+    """A stream's detector, as the stream and append answers show it."""
+
+    alerts: bool = Field(description="False: alarms are stored but no webhooks are sent for this stream.")
+    point_count: int = Field(description="Points stored so far (every reading, scored or not).")
+    state: Literal["learning", "scoring"] = Field(
+        description="learning: the detector is still collecting its learning period (scores are null)."
+    )
+    points_until_ready: int = Field(
+        description="Readings still needed before scoring starts (0 once scoring)."
+    )
+    learning_points: int = Field(description="Readings in the learning period.")
+    refits: int = Field(description="Refits of the detector's forecaster after its first fit.")
+    last_refit_at: datetime | None = Field(
+        description="Timestamp of the reading at which the current weights were fitted (UTC); null while learning."
+    )
+    weights_age_points: int | None = Field(
+        description="Readings scored since the current weights were fitted; null while learning."
+    )
+
+    @staticmethod
+    def fields_of(info: StreamInfo) -> dict[str, Any]:
+        detector = info.detector
+        return {
+            "alerts": info.alerts,
+            "point_count": info.point_count,
+            "state": detector.state,
+            "points_until_ready": detector.points_until_ready,
+            "learning_points": detector.learning_points,
+            "refits": detector.refits,
+            "last_refit_at": as_aware_utc(detector.last_refit_at),
+            "weights_age_points": detector.weights_age_points,
+        }
+
+
+class StreamOut(DetectorStatusOut):
     id: str = Field(description="Stream id.")
-    model: str = Field(description="Model name.")
+    model: str | None = Field(description="Model name; null for a self-learning stream.")
     alias: str | None = Field(description="Alias followed, if any.")
     version: int | None = Field(description="Pinned version, if any.")
     sensitivity: float = Field(description="Sensitivity in [0, 1].")
     created_at: datetime = Field(description="Creation time (UTC).")
     updated_at: datetime = Field(description="Last change (UTC).")
-    last_timestamp: datetime | None = Field(description="Timestamp of the last stored point.")
-    point_count: int = Field(description="Points stored so far.")
-    state_model_version: int | None = Field(description="Model version the scoring state was built with.")
+    last_timestamp: datetime | None = Field(description="The newest timestamp received.")
+    state_model_version: int | None = Field(
+        description="Model version the forecasts were built with; null for a self-learning stream."
+    )
     open_alarm: EpisodeOut | None = Field(description="The open alarm episode, if any.")
 
     @classmethod
@@ -138,14 +209,31 @@ class StreamOut(BaseModel):
             created_at=as_aware_utc(info.created_at),
             updated_at=as_aware_utc(info.updated_at),
             last_timestamp=as_aware_utc(info.last_timestamp),
-            point_count=info.point_count,
             state_model_version=info.state_model_version,
             open_alarm=None if info.open_episode is None else EpisodeOut.of(info.open_episode),
+            **cls.fields_of(info),
         )
 
 
-class AppendResponse(BaseModel):
+class AppendResponse(DetectorStatusOut):
     stream: str = Field(description="Stream id.")
-    model: ModelRef = Field(description="The model version that scored the points.")
+    model: ModelRef | None = Field(
+        description="The model version whose forecasts scored the points; null for a self-learning stream."
+    )
     points: list[StreamPointOut] = Field(description="One entry per appended point, in order.")
     events: list[AlarmEventOut] = Field(description="Alarm episodes opened or resolved by these points.")
+
+    @classmethod
+    def of(cls, stream_id: str, result: AppendResult) -> AppendResponse:
+        return cls(
+            stream=stream_id,
+            model=model_ref(result.model_name, result.model_version),
+            points=[StreamPointOut.of(point) for point in result.points],
+            events=[AlarmEventOut.of(event) for event in result.events],
+            **cls.fields_of(result.stream),
+        )
+
+
+def model_ref(name: str | None, version: int | None) -> ModelRef | None:
+    """The model version that served a stream's points; None for a self-learning stream."""
+    return None if name is None or version is None else ModelRef(name=name, version=version)

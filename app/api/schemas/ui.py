@@ -40,7 +40,7 @@ class RecentDataOut(BaseModel):
 
 class UiStreamOut(BaseModel):
     id: str = Field(description="Stream id.")
-    model: str = Field(description="Model name.")
+    model: str | None = Field(description="Model name; null for a self-learning stream.")
     alias: str | None = Field(description="Alias followed, if any.")
     version: int | None = Field(description="Pinned version, if any.")
     sensitivity: float = Field(description="Sensitivity in [0, 1].")
@@ -60,7 +60,7 @@ class UiStreamOut(BaseModel):
 class UiPointOut(BaseModel):
     index: int = Field(description="Position in the stream.")
     timestamp: datetime = Field(description="Timestamp (UTC).")
-    value: float = Field(description="Observed value.")
+    value: float | None = Field(description="Observed value; null for a missing reading.")
     expected: float | None = Field(description="Lead-1 forecast median.")
     lower: float | None = Field(description="Lower edge of the 80% band.")
     upper: float | None = Field(description="Upper edge of the 80% band.")

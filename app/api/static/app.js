@@ -198,20 +198,14 @@
       box.append(h("p", { class: "muted" }, "This version's manifest has no residual histogram (retrain to store one)."));
       return;
     }
+    // No flagging thresholds here: detection calibrates its flags on the series it scores, not on these
+    // validation residuals, so the histogram only pictures the forecaster's validation errors.
     const edges = residuals.edges;
-    const vlines = [];
-    const finiteThresholds = Object.entries(residuals.thresholds || {}).filter(([, t]) => t !== null);
-    const label = "flag thresholds at sensitivity " + finiteThresholds.map(([s]) => s).join(", ");
-    for (const [, threshold] of finiteThresholds) {
-      vlines.push({ x: threshold, cls: "rule-threshold", label: vlines.length ? null : label });
-      vlines.push({ x: -threshold, cls: "rule-threshold" });
-    }
     window.TsChart.draw(box, {
       x: "number",
       height: 200,
       xLabel: "validation residual / forecast spread",
       bars: [{ x0: edges.slice(0, -1), x1: edges.slice(1), y: residuals.counts, cls: "bar-residual", label: "residuals" }],
-      vlines,
     });
   }
 
@@ -373,7 +367,7 @@
           `calendar ${(spec.calendar_features || []).join(", ") || "none"}; trained on ${page.manifest.data.source} (${page.manifest.data.rows} rows)`),
         metricsTable(summary),
         h("h3", {}, "Training curves"), curves,
-        h("h3", {}, "Validation residuals and flagging thresholds"), residuals);
+        h("h3", {}, "Validation residuals"), residuals);
       drawCurves(curves, page.manifest.training);
       drawResiduals(residuals, page.manifest.report && page.manifest.report.residuals);
     }
@@ -407,10 +401,11 @@
       const forecast = await api(`/v1/models/${enc(name)}/forecast${query}`, { method: "POST", body: { series: [series], horizon, levels: LEVELS } });
       let detection = null;
       let detectNote = "";
-      if (data.values.length > spec.window) {
+      const learning = 100;  // the detector's default learning period: a detect request needs more readings
+      if (data.values.length > learning) {
         detection = await api(`/v1/models/${enc(name)}/detect${query}`, { method: "POST", body: { series: [series], sensitivity } });
       } else {
-        detectNote = ` Anomaly scoring needs more than ${spec.window} points (the window); this data has ${data.values.length}.`;
+        detectNote = ` Anomaly scoring needs more than ${learning} points (the detector's learning period); this data has ${data.values.length}.`;
       }
       const f = forecast.forecasts[0];
       const useTime = Boolean(data.timestamps);
@@ -526,7 +521,7 @@
     card.append(
       h("h2", {}, stream.id, " ", h("span", { class: "badge " + (open ? "badge-alarm" : "badge-ok") }, open ? "alarm open" : "no open alarm")),
       h("p", { class: "muted" },
-        `model ${stream.model} ${binding}, scored by v${stream.state_model_version ?? "–"}; sensitivity ${stream.sensitivity} (false-alarm rate ${fmt(alpha)}); ` +
+        (stream.model === null ? "self-learning stream; " : `model ${stream.model} ${binding}, scored by v${stream.state_model_version ?? "–"}; `) + `sensitivity ${stream.sensitivity} (false-alarm rate ${fmt(alpha)}); ` +
         `${stream.point_count} points, last ${time(stream.last_timestamp)}; ${flagged.length} flagged in the last ${points.length}; ${stream.episodes} alarm episode(s)`),
       last ? h("p", { class: "latest" }, `latest: ${fmt(last.value)} (expected ${fmt(last.expected)}, band ${fmt(last.lower)} … ${fmt(last.upper)}, score ${fmt(last.score)})`) : null,
       valueChart,
@@ -554,7 +549,7 @@
       height: 130,
       yLabel: "score",
       lines: [{ x: xs, y: points.map((p) => p.score), cls: "line-score", label: "anomaly score" }],
-      hlines: [{ y: 1 - alpha, cls: "rule-threshold", label: "flag threshold" }, { y: 0 }],
+      hlines: [{ y: 0 }],  // no fixed flag line: each stream calibrates its flags on its own scores
     });
   }
 
