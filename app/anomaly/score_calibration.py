@@ -7,7 +7,10 @@ exponentially forgetting histogram (half-life `HALF_LIFE` readings) of the serie
 answers for a new score the fraction of the history at or above it, (S + 1) / (N + 1). Where fewer than
 `TAIL_MASS` readings of the history lie at or above the score, an exponential tail fitted to the top of the
 history extrapolates, so every documented false-alarm rate (down to 1e-4) can be reached after a short learning
-period and no score saturates at the largest one seen.
+period and no score saturates at the largest one seen. Scores of 1 (a break of the range of every earlier
+value) are an atom at the top of the scale, judged by how often this series breaks its range: they get the
+plain empirical fraction, never an extrapolation (so a score of 1 is not necessarily rarer than 0.99, whose
+rarity the tail measures).
 """
 
 from __future__ import annotations
@@ -39,7 +42,9 @@ class ScoreCalibrator:
             return 1.0
         index = _bin(score)
         above = (math.fsum(self.mass[index + 1 :]) + 0.5 * self.mass[index]) / self.weight  # mid-rank
-        if above >= TAIL_MASS:
+        if (
+            above >= TAIL_MASS or index == BINS - 1
+        ):  # the top bin is an atom (score 1): nothing lies beyond it
             return (above + 1.0) / (total + 1.0)
         return self._extrapolate(score, total)
 

@@ -20,12 +20,19 @@ def fed(scores: np.ndarray) -> ScoreCalibrator:
 
 def test_tail_is_monotone_and_resolves_rare_rates_beyond_the_data() -> None:
     calibrator = fed(np.random.default_rng(0).uniform(0.0, 0.3, 500))
-    grid = [0.05 * i for i in range(21)]
+    grid = [0.05 * i for i in range(20)]  # below 1: a score of 1 is an atom (next test)
     tails = [calibrator.tail(x) for x in grid]
     assert all(0.0 < t <= 1.0 for t in tails)
     assert all(a >= b for a, b in itertools.pairwise(tails))
     assert calibrator.tail(0.6) < 1e-4  # far beyond every score seen: the fitted tail answers
     assert calibrator.tail(0.31) > calibrator.tail(0.5)  # and keeps ordering there (no ceiling)
+
+
+def test_a_score_of_one_gets_its_empirical_fraction() -> None:
+    calibrator = fed(np.random.default_rng(0).uniform(0.0, 0.3, 999))
+    assert calibrator.tail(1.0) == pytest.approx(1 / 1000, rel=0.05)  # never seen: (0 + 1) / (N + 1)
+    calibrator.add(1.0)
+    assert calibrator.tail(1.0) == pytest.approx(1.5 / 1001, rel=0.05)
 
 
 def test_empirical_fraction_inside_the_data() -> None:

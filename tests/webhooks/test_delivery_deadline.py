@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .helpers import AUTH, Receiver, server_env, spiked_points, wait_until
+from .helpers import AUTH, TINY_STREAM, Receiver, server_env, spiked_points, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -201,7 +201,7 @@ def test_trickling_endpoints_do_not_starve_a_healthy_one(
 
         healthy = register(client, healthy_receiver.url)
         healthy_receiver.secret = healthy["secret"]
-        stream = client.put("/v1/streams/s1", json={"model": "tiny", "sensitivity": 0.7})
+        stream = client.put("/v1/streams/s1", json=TINY_STREAM)
         assert stream.status_code == 201, stream.text
         sent = time.time()
         appended = client.post("/v1/streams/s1/points", json={"points": spiked_points()})

@@ -19,7 +19,7 @@ from app.timestamps import utc_now
 from app.webhooks.inbound import RETENTION
 from app.webhooks.signing import generate_secret, signed_headers
 
-from .helpers import AUTH, server_env, spiked_points
+from .helpers import AUTH, TINY_STREAM, server_env, spiked_points
 
 MESSAGES_TABLE = "webhook_inbound_messages_v2"
 
@@ -63,9 +63,7 @@ def setup(models_dir: Path, server_factory, run_cli):
     server = server_factory(models_dir, **server_env())
     with server.client() as client:
         for stream in ("a", "b"):
-            reply = client.put(
-                f"/v1/streams/{stream}", json={"model": "tiny", "sensitivity": 0.7}, headers=AUTH
-            )
+            reply = client.put(f"/v1/streams/{stream}", json=TINY_STREAM, headers=AUTH)
             assert reply.status_code == 201, reply.text
         yield server, client, secret
     assert "Traceback" not in server.log()
@@ -135,7 +133,7 @@ def test_signed_batch_is_scored_in_order_and_bad_signatures_store_nothing(setup,
 def test_duplicate_ids_are_processed_once_even_concurrently(setup) -> None:
     server, client, created = setup
     secret = created["secret"]
-    body = hook_body({"a": spiked_points(60, spike_at=40)})
+    body = hook_body({"a": spiked_points(50, spike_at=40)})
     headers = signed(secret, "msg_dup", body)
     first = client.post("/v1/hooks/points", content=body, headers=headers)
     assert first.status_code == 200, first.text
@@ -145,11 +143,11 @@ def test_duplicate_ids_are_processed_once_even_concurrently(setup) -> None:
     again = client.post("/v1/hooks/points", content=body, headers=signed(secret, "msg_dup", body))
     assert again.status_code == 200 and again.json() == first.json()
     assert again.headers.get("webhook-replayed") == "true"
-    assert point_counts(client, "a") == [60]
+    assert point_counts(client, "a") == [50]
     assert len(client.get("/v1/streams/a/anomalies", headers=AUTH).json()) == 1
 
     # Eight concurrent deliveries of a new id: all 2xx with the same body, processed once (one alarm).
-    body = hook_body({"b": spiked_points(60, spike_at=40, seed=3)})
+    body = hook_body({"b": spiked_points(50, spike_at=40, seed=3)})
     headers = signed(secret, "msg_race", body)
 
     def send(_: int) -> httpx.Response:
@@ -161,7 +159,7 @@ def test_duplicate_ids_are_processed_once_even_concurrently(setup) -> None:
     assert [r.status_code for r in replies] == [200] * 8, [r.text for r in replies]
     assert len({r.text for r in replies}) == 1
     assert sum(r.headers.get("webhook-replayed") == "true" for r in replies) == 7
-    assert point_counts(client, "b") == [60]
+    assert point_counts(client, "b") == [50]
     assert len(client.get("/v1/streams/b/anomalies", headers=AUTH).json()) == 1
 
 

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from app.api.app import create_app
 from app.settings import Settings
 
-from .helpers import AUTH, Receiver, server_env, spiked_points, wait_until
+from .helpers import AUTH, TINY_STREAM, Receiver, server_env, spiked_points, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -73,8 +73,8 @@ def test_alarm_event_ping_log_and_redeliver(models_dir: Path, server_factory, re
         assert [item["id"] for item in client.get("/v1/webhooks").json()] == [endpoint["id"]]
 
         # An alarm opened by appended points is delivered, signed, with the point, band, score and model.
-        assert client.put("/v1/streams/s1", json={"model": "tiny", "sensitivity": 0.7}).status_code == 201
-        assert client.put("/v1/streams/other", json={"model": "tiny", "sensitivity": 0.7}).status_code == 201
+        assert client.put("/v1/streams/s1", json=TINY_STREAM).status_code == 201
+        assert client.put("/v1/streams/other", json=TINY_STREAM).status_code == 201
         appended = client.post("/v1/streams/s1/points", json={"points": spiked_points()})
         assert appended.status_code == 200, appended.text
         assert client.post("/v1/streams/other/points", json={"points": spiked_points()}).status_code == 200

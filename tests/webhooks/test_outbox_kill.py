@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import AUTH, Receiver, server_env, spiked_points, wait_until
+from .helpers import AUTH, TINY_STREAM, Receiver, server_env, spiked_points, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -30,10 +30,7 @@ def test_pending_events_survive_kill_9(models_dir: Path, server_factory, tmp_pat
         endpoint = reply.json()
         pings = [client.post(f"/v1/webhooks/{endpoint['id']}/test").json()["message_id"] for _ in range(3)]
         for stream in ("k1", "k2"):
-            assert (
-                client.put(f"/v1/streams/{stream}", json={"model": "tiny", "sensitivity": 0.7}).status_code
-                == 201
-            )
+            assert client.put(f"/v1/streams/{stream}", json=TINY_STREAM).status_code == 201
             appended = client.post(f"/v1/streams/{stream}/points", json={"points": spiked_points()})
             assert appended.status_code == 200 and appended.json()["events"][0]["kind"] == "opened"
         # Attempts are failing (connection refused) and being rescheduled when the server dies.
