@@ -49,7 +49,7 @@ from typing import Any, Literal, Self
 from app.anomaly._validation import positive_int, state_field
 from app.anomaly.gates import PersistenceGate, RangeBreak, RunSuppressor
 from app.anomaly.learned import LAGS, DifferenceAR
-from app.anomaly.likelihood import RankLikelihood
+from app.anomaly.likelihood import MIN_MEANS, RankLikelihood
 from app.anomaly.points import Sampling, ScoredPoint
 from app.anomaly.ring import RankedRing, Ring, pack, unpack
 from app.anomaly.sampling import classify, seasonal_periods, typical_interval
@@ -67,6 +67,7 @@ SEASON_WARM = 100  # seasonal differences seen before their range can break
 ALARM = 0.3  # score of a "very unlikely" reading (p = 1e-3) for the gate and the run suppressor
 GATE = (10, 3, 0.5)  # PersistenceGate: window, alarms needed in it, damping of an alarm without them
 RANGE_MARGIN, SEASON_MARGIN = 0.02, 0.3  # widening of the value range and of the seasonal-difference range
+FAR_BREAK = 0.25  # a value this many range widths past every earlier one is flagged at any sensitivity
 RUN = (100, 0.0, 0.5)  # RunSuppressor: cooldown, damping, escalation
 BAND_QUANTILE = 0.95
 
@@ -268,8 +269,10 @@ class Detector:
         combined = max(self.gate.apply(short), self.sustained.update(rank), self.range.score(value))
         combined = max(combined, self._seasonal_break(time, value))
         score = self.suppressor.apply(combined, self.range.excess)
-        self.tail_probability = self.calibrator.tail(score)
-        self.calibrator.add(score)
+        if self.sustained.count > MIN_MEANS:  # the likelihoods answer 0 until they are warm: not a score
+            far = self.range.excess >= FAR_BREAK  # far outside every earlier value: flagged at any sensitivity
+            self.tail_probability = 0.0 if far else self.calibrator.tail(score)
+            self.calibrator.add(score)
         return score
 
     def _seasonal_break(self, time: float, value: float) -> float:

@@ -9,8 +9,8 @@ answers for a new score the fraction of the history at or above it, (S + 1) / (N
 history extrapolates, so every documented false-alarm rate (down to 1e-4) can be reached after a short learning
 period and no score saturates at the largest one seen. Scores of 1 (a break of the range of every earlier
 value) are an atom at the top of the scale, judged by how often this series breaks its range: they get the
-plain empirical fraction, never an extrapolation (so a score of 1 is not necessarily rarer than 0.99, whose
-rarity the tail measures).
+plain empirical fraction (so a 1 is not necessarily rarer than 0.99, whose rarity the tail measures). The
+detector flags a *far* break (a value well outside everything seen) whatever this says.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from app.anomaly.ring import pack, unpack
 
 BINS = 500  # histogram bins over [0, 1]
 HALF_LIFE = 20_000.0  # readings
+MIN_HISTORY = 50.0  # readings recorded before any tail probability below 1 is answered
 TAIL_MASS = 15.0  # readings at or above a score below which the tail model answers
 MIN_EXCESS = 0.01  # floor of the tail's mean excess (score units)
 _DECAY = 2.0 ** (-1.0 / HALF_LIFE)
@@ -36,9 +37,10 @@ class ScoreCalibrator:
         self.weight = 1.0  # grows by 1 / decay per reading instead of decaying every bin
 
     def tail(self, score: float) -> float:
-        """Fraction of past readings scoring at least `score`, with the tail model beyond the data."""
+        """Fraction of past readings scoring at least `score`, with the tail model beyond the data; 1.0 while
+        the history holds fewer than `MIN_HISTORY` readings."""
         total = math.fsum(self.mass) / self.weight  # effective readings in the history
-        if score <= 0.0 or total <= 0.0:
+        if score <= 0.0 or total < MIN_HISTORY:
             return 1.0
         index = _bin(score)
         above = (math.fsum(self.mass[index + 1 :]) + 0.5 * self.mass[index]) / self.weight  # mid-rank
