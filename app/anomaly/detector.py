@@ -270,7 +270,9 @@ class Detector:
         combined = max(combined, self._seasonal_break(time, value))
         score = self.suppressor.apply(combined, self.range.excess)
         if self.sustained.count > MIN_MEANS:  # the likelihoods answer 0 until they are warm: not a score
-            far = self.range.excess >= FAR_BREAK  # far outside every earlier value: flagged at any sensitivity
+            far = (
+                self.range.excess >= FAR_BREAK
+            )  # far outside every earlier value: flagged at any sensitivity
             self.tail_probability = 0.0 if far else self.calibrator.tail(score)
             self.calibrator.add(score)
         return score
