@@ -269,12 +269,12 @@ class Detector:
         combined = max(self.gate.apply(short), self.sustained.update(rank), self.range.score(value))
         combined = max(combined, self._seasonal_break(time, value))
         score = self.suppressor.apply(combined, self.range.excess)
+        self.tail_probability = 1.0
         if self.sustained.count > MIN_MEANS:  # the likelihoods answer 0 until they are warm: not a score
-            far = (
-                self.range.excess >= FAR_BREAK
-            )  # far outside every earlier value: flagged at any sensitivity
-            self.tail_probability = 0.0 if far else self.calibrator.tail(score)
+            self.tail_probability = self.calibrator.tail(score)
             self.calibrator.add(score)
+        if self.range.excess >= FAR_BREAK:  # far outside every earlier value: flagged at any sensitivity
+            self.tail_probability = 0.0
         return score
 
     def _seasonal_break(self, time: float, value: float) -> float:
