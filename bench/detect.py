@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import signal
 import statistics
 import subprocess
 import tempfile
@@ -25,7 +24,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
-from streams import START, free_port, series, train  # bench/streams.py (this folder is on sys.path)
+from streams import (  # bench/streams.py (this folder is on sys.path)
+    START,
+    free_port,
+    series,
+    stop_server,
+    train,
+)
 from streams import start_server as start_bench_server
 
 
@@ -151,12 +156,8 @@ def main() -> None:
                 flush=True,
             )
     finally:
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        if process is not None:
+            stop_server(process)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

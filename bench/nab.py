@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import signal
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -42,7 +40,7 @@ import httpx
 import numpy as np
 import pandas as pd
 from nab_perturb import write_perturbed_corpus  # bench/nab_perturb.py (this folder is on sys.path)
-from streams import free_port, start_server  # bench/streams.py
+from streams import free_port, start_server, stop_server  # bench/streams.py
 
 from app.anomaly.sensitivity import DEFAULT_SENSITIVITY, sensitivity_to_alpha
 from app.evaluation.nab import (
@@ -93,11 +91,7 @@ def running_server() -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_server(process)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

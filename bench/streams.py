@@ -151,6 +151,17 @@ def start_server(
     raise SystemExit("server did not become ready")
 
 
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server; SIGKILL it if it has not exited within 30 s."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -254,8 +265,7 @@ def through_api(streams: int, batch: int, clients: int, duration: float) -> None
                 server_cpu = cpu_seconds(server.pid) - cpu_before
                 results[kind] = (result, server_cpu, time.process_time() - client_before)
         finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(30)
+            stop_server(server)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(

@@ -54,9 +54,6 @@ class Ring:
         """The value `lag` places before the newest (lag 0 = newest)."""
         return self.values[-1 - lag]
 
-    def clear(self) -> None:
-        self.values.clear()
-
     def to_text(self) -> str:
         return pack(self.values)
 
@@ -91,7 +88,3 @@ class RankedRing(Ring):
         """The value at fraction `q` of the sorted window (nearest rank); the window must not be empty."""
         position = min(len(self.sorted) - 1, max(0, round(q * (len(self.sorted) - 1))))
         return self.sorted[position]
-
-    def clear(self) -> None:
-        super().clear()
-        self.sorted.clear()
