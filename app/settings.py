@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Standard Webhooks' example schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
 DEFAULT_WEBHOOK_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+DEFAULT_STREAM_SNAPSHOT_POINTS = 256
 
 
 def _split_commas(value: Any) -> Any:
@@ -68,6 +69,13 @@ class Settings(BaseSettings):
     )
     demo_on_empty: bool = Field(
         False, description="Train the demo models at start when the registry is empty."
+    )
+    stream_snapshot_points: int = Field(
+        DEFAULT_STREAM_SNAPSHOT_POINTS,
+        ge=1,
+        description="A stream's scoring state stays in memory and is stored as a snapshot every this many "
+        "points (and at model version or sensitivity changes); a restart replays the points stored since. "
+        "Lower: smaller replays, more state writes.",
     )
     webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_WEBHOOK_RETRY_SCHEDULE),

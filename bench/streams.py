@@ -13,7 +13,12 @@
    batches of `--batch` points for `--duration` seconds. Each stream belongs to one client, so its batches stay
    in order. Reports acknowledged points/s, request latency, and the server's CPU time per point (from /proc).
 
+3. The fleet table (`--fleet`, issue 15): 1,000 streams (model-bound and self-learning, already scoring),
+   16 clients, batches of 1, 10 and 100 points, on SQLite and on PostgreSQL (a throwaway cluster, as the tests
+   start one: tests/postgres.py); points/s and p50/p99 latency per row. `--quick`: 5 s per row.
+
     python bench/streams.py [--streams 50] [--batch 10] [--clients 16] [--duration 20] [--no-api]
+    python bench/streams.py --fleet [--quick] [--backends sqlite,postgresql] [--batches 1,10,100]
 """
 
 from __future__ import annotations
@@ -111,7 +116,7 @@ def in_process() -> None:
 
 
 # -------------------------------------------------------------------- through the API
-def train(models_dir: Path) -> None:
+def train(models_dir: Path, database_url: str | None = None) -> None:
     from app.registry.factory import open_registry
     from app.settings import Settings
     from app.training.config import TrainingConfig
@@ -123,7 +128,8 @@ def train(models_dir: Path) -> None:
     config = TrainingConfig(
         window=API_WINDOW, horizon=24, hidden=32, layers=2, epochs=2, max_batches_per_epoch=40
     )
-    train_model(data, "bench", open_registry(Settings(models_dir=models_dir)), config, alias="production")
+    settings = Settings(models_dir=models_dir, database_url=database_url)
+    train_model(data, "bench", open_registry(settings), config, alias="production")
 
 
 def free_port() -> int:
@@ -195,11 +201,13 @@ async def drive(
     duration: float,
     prefix: str = "b",
     kind: str = "model-bound",
+    start: int | None = None,
 ) -> dict[str, float]:
+    """Load for `duration` s; `start` (streams made by an earlier call): their next point, no setup."""
     timeout = httpx.Timeout(60.0)
     config, history = KINDS[kind]
     async with httpx.AsyncClient(base_url=base, timeout=timeout) as setup:
-        for stream in range(streams):
+        for stream in range(streams if start is None else 0):
             reply = await setup.put(f"/v1/streams/{prefix}{stream}", json=config)
             assert reply.status_code in (200, 201), reply.text
             if history:
@@ -207,7 +215,7 @@ async def drive(
                     f"/v1/streams/{prefix}{stream}/points", json=batch_body(stream, 0, history)
                 )
                 assert reply.status_code == 200, reply.text
-    offsets = dict.fromkeys(range(streams), history)
+    offsets = dict.fromkeys(range(streams), history if start is None else start)
     latencies: list[float] = []
     counts = {"points": 0, "scored": 0, "errors": 0}
     deadline = time.perf_counter() + duration
@@ -287,6 +295,66 @@ def through_api(streams: int, batch: int, clients: int, duration: float) -> None
         )
 
 
+FLEET_KINDS = ("model-bound", "self-learning, scoring")
+
+
+def fleet(backends: list[str], batches: list[int], streams: int, clients: int, duration: float) -> None:
+    """Points/s and latency for `streams` streams of each kind, per backend and batch size (one table)."""
+    rows: list[tuple[str, str, int, dict[str, float]]] = []
+    for backend in backends:
+        workdir = Path(tempfile.mkdtemp(prefix="tswatch-bench-fleet-"))
+        cluster = None
+        try:
+            url = None
+            if backend == "postgresql":
+                sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+                from tests.postgres import PostgresCluster, find_binaries
+
+                binaries = find_binaries()
+                if binaries is None:
+                    print("PostgreSQL binaries not found: skipping the postgresql rows")
+                    continue
+                workdir.chmod(0o755)  # as root the cluster runs as `postgres`, which must reach its folder
+                cluster = PostgresCluster.start(workdir / "pg", binaries)
+                url = cluster.url(cluster.create_database())
+            train(workdir / "models", url)
+            port = free_port()
+            server = start_server(workdir / "models", port, {"TSWATCH_DATABASE_URL": url} if url else None)
+            try:
+                base = f"http://127.0.0.1:{port}"
+                for number, kind in enumerate(FLEET_KINDS):
+                    for row, batch in enumerate(batches):  # the streams are made once per kind
+                        start = (
+                            None if row == 0 else 1_000_000 * row
+                        )  # later rows: a jump ahead, then regular
+                        prefix = f"f{number}-"
+                        result = asyncio.run(
+                            drive(base, streams, batch, clients, duration, prefix, kind, start)
+                        )
+                        rows.append((backend, kind, batch, result))
+                        print(
+                            f"  {backend} {kind} batch {batch}: {result['points'] / result['elapsed']:.0f} pts/s"
+                        )
+            finally:
+                stop_server(server)
+        finally:
+            if cluster is not None:
+                cluster.stop()
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(
+        f"\nFleet: {streams} streams per kind, {clients} clients, {duration:.0f} s per row, one `tswatch serve` "
+        f"(torch threads 1), {os.cpu_count()} CPUs shared by server, database and clients"
+    )
+    print(
+        f"{'backend':<11} {'stream kind':<23} {'batch':>5} {'points/s':>9} {'errors':>6} {'p50 ms':>7} {'p99 ms':>7}"
+    )
+    for backend, kind, batch, result in rows:
+        print(
+            f"{backend:<11} {kind:<23} {batch:>5} {result['points'] / result['elapsed']:>9.0f} "
+            f"{result['errors']:>6.0f} {result['p50']:>7.1f} {result['p99']:>7.1f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -296,9 +364,22 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16, help="concurrent HTTP clients")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load")
     parser.add_argument("--no-api", action="store_true", help="only the in-process table")
+    parser.add_argument("--fleet", action="store_true", help="the fleet table (1,000 streams by default)")
+    parser.add_argument("--quick", action="store_true", help="fleet: 5 s per row")
+    parser.add_argument("--backends", default="sqlite,postgresql", help="fleet: comma-separated backends")
+    parser.add_argument("--batches", default="1,10,100", help="fleet: comma-separated points per request")
     args = parser.parse_args()
     in_process()
-    if not args.no_api:
+    if args.fleet:
+        streams = args.streams if args.streams != parser.get_default("streams") else 1000
+        fleet(
+            args.backends.split(","),
+            [int(batch) for batch in args.batches.split(",")],
+            streams,
+            args.clients,
+            5.0 if args.quick else args.duration,
+        )
+    elif not args.no_api:
         through_api(args.streams, args.batch, args.clients, args.duration)
 
 

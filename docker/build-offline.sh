@@ -7,7 +7,9 @@
 #    torch wheel, every runtime dependency of the project, and the build backend (setuptools,
 #    wheel) so the project itself can be built from source inside the image.
 # 2. Makes sure the base image python:3.11-slim exists (runs ../shared/tools/docker-offline-base.sh
-#    when it is missing and that script is present).
+#    when it is missing and that script is present). This is checked first: when neither the engine
+#    and image nor the helper are there, the script says what is missing and how to fix it, and
+#    exits 3 before downloading anything.
 # 3. Runs `docker build --network none`; the Dockerfile switches to `--no-index --find-links`
 #    by itself when it finds wheels in the build context.
 #
@@ -18,6 +20,10 @@
 #                     "--extra-index-url https://download.pytorch.org/whl/cpu" on a connected
 #                     machine that has no local CPU wheel.
 #   DOCKER_BUILD_ARGS extra args for `docker build` (word-split).
+#   BASE_IMAGE_SCRIPT the base-image helper (default: ../shared/tools/docker-offline-base.sh beside
+#                     the repository): starts the engine and builds the python:3.11-slim stand-in.
+# Exit codes: 0 built; 3 no Docker engine or base image and no helper to provide them; other: the
+# failing step's (pip, docker build).
 # Idempotent: wheels already in ./wheelhouse are reused; Docker's layer cache does the rest.
 set -euo pipefail
 
@@ -27,6 +33,30 @@ root=$(cd "$here/.." && pwd)
 cd "$root"
 
 python=${PYTHON:-python3}
+base_image=python:3.11-slim
+base_script=${BASE_IMAGE_SCRIPT:-$root/../shared/tools/docker-offline-base.sh}
+
+missing_base() {
+  cat >&2 <<MSG
+build-offline: $1, and the base-image helper is missing:
+  $base_script
+The helper starts the Docker engine and builds a $base_image stand-in without network access.
+Fix one of:
+  - start a Docker engine (dockerd / Docker Desktop) and, on a machine with network access, run
+    'docker pull $base_image' (or 'docker load' a saved copy of it), then run this script again;
+  - point BASE_IMAGE_SCRIPT at the helper if it lives elsewhere.
+Nothing was downloaded or built.
+MSG
+  exit 3
+}
+
+# Checked before the (long) wheel downloads: without an engine and base image nothing can be built.
+if ! docker info >/dev/null 2>&1; then
+  [ -f "$base_script" ] || missing_base "no Docker engine answers ('docker info' fails)"
+elif ! docker image inspect "$base_image" >/dev/null 2>&1 && [ ! -f "$base_script" ]; then
+  echo "build-offline: $base_image is not present; pulling it (needs network access)"
+  docker pull "$base_image" >/dev/null || missing_base "the base image $base_image is not present and cannot be pulled"
+fi
 torch_spec=${TORCH_SPEC:-torch==2.13.0}
 wheelhouse=$root/wheelhouse
 mkdir -p "$wheelhouse"
@@ -91,15 +121,10 @@ pip_download --dest "$wheelhouse" \
   --find-links "$wheelhouse" "${target[@]}" "torch==$torch_version" -r "$requirements"
 echo "build-offline: wheelhouse ready ($(find "$wheelhouse" -name '*.whl' | wc -l) wheels, $(du -sh "$wheelhouse" | cut -f1)) in $((SECONDS - start))s"
 
-base_script=$root/../shared/tools/docker-offline-base.sh
-if ! docker info >/dev/null 2>&1 || ! docker image inspect python:3.11-slim >/dev/null 2>&1; then
-  if [ -f "$base_script" ]; then
-    echo "build-offline: starting the Docker engine / building the python:3.11-slim stand-in"
-    bash "$base_script"
-  elif ! docker info >/dev/null 2>&1; then
-    echo "build-offline: no Docker engine answers and $base_script is absent" >&2
-    exit 1
-  fi  # else: a connected engine pulls python:3.11-slim itself
+if ! docker info >/dev/null 2>&1 || ! docker image inspect "$base_image" >/dev/null 2>&1; then
+  # Only reached with the helper present (checked at the start).
+  echo "build-offline: starting the Docker engine / building the $base_image stand-in"
+  bash "$base_script"
 fi
 
 echo "build-offline: docker build -t $tag (no network)"

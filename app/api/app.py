@@ -12,7 +12,7 @@ import app as package
 from app.api.limits import BodySizeLimitMiddleware
 from app.api.metrics import ApiMetrics, MetricsMiddleware
 from app.api.problems import install_problem_handlers
-from app.api.routes import detect, forecasts, health, hooks, models, streams, ui, webhooks
+from app.api.routes import azure, detect, forecasts, health, hooks, models, streams, ui, webhooks
 from app.api.services import Services
 from app.settings import Settings
 
@@ -41,7 +41,7 @@ def create_app(settings: Settings) -> FastAPI:
     for router in (*routers, ui.pages):
         application.include_router(router)
     application.mount("/ui/static", StaticFiles(directory=ui.STATIC_DIR), name="ui-static")
-    for router in (hooks.router, webhooks.router):
+    for router in (hooks.router, webhooks.router, azure.router):
         application.include_router(router)
     application.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     application.add_middleware(MetricsMiddleware, metrics=metrics)

@@ -1,4 +1,5 @@
-"""Bearer-key authentication and role checks (the FastAPI dependencies on top are in `app.api.deps`).
+"""Bearer-key authentication and role checks (the FastAPI dependencies on top are in `app.api.deps`). The key
+may also come in `Ocp-Apim-Subscription-Key`, as Azure Anomaly Detector's clients send it.
 
 With no active key in the registry every caller is an anonymous admin, but only while the configured host is
 loopback: the server refuses to start key-less elsewhere, and if the last key is revoked later a non-loopback
@@ -70,10 +71,24 @@ class Principal:
 ANONYMOUS: Final = Principal(key_id=None, role=Role.ADMIN, name="anonymous")
 
 
+SUBSCRIPTION_KEY_HEADER: Final = "Ocp-Apim-Subscription-Key"  # where Azure's clients send the key
+
+
+def request_key(authorization: str | None, subscription_key: str | None = None) -> str:
+    """The key of a request: its `Authorization: Bearer` token, else its `Ocp-Apim-Subscription-Key` (as
+    Azure Anomaly Detector's clients send it); raises AuthenticationError when it has neither."""
+    if (not authorization or not authorization.strip()) and subscription_key and subscription_key.strip():
+        return subscription_key.strip()
+    return bearer_token(authorization)
+
+
 def bearer_token(authorization: str | None) -> str:
     """The key in an `Authorization: Bearer <key>` header; raises AuthenticationError otherwise."""
     if not authorization or not authorization.strip():
-        raise AuthenticationError("missing Authorization header; send `Authorization: Bearer <API key>`")
+        raise AuthenticationError(
+            "missing Authorization header; send `Authorization: Bearer <API key>` "
+            f"(or `{SUBSCRIPTION_KEY_HEADER}: <API key>`)"
+        )
     scheme, _, token = authorization.strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthenticationError("malformed Authorization header; expected `Bearer <API key>`")
@@ -84,8 +99,10 @@ async def _cached_or_thread(cached: T | Miss, compute: Callable[..., T], *args: 
     return await run_blocking(compute, *args) if isinstance(cached, Miss) else cached
 
 
-async def authenticate(keys: KeyStore, host: str, authorization: str | None) -> Principal:
-    """The caller of a request with this Authorization header, on a server configured for `host`."""
+async def authenticate(
+    keys: KeyStore, host: str, authorization: str | None, subscription_key: str | None = None
+) -> Principal:
+    """The caller of a request with these key headers (`request_key`), on a server configured for `host`."""
     if not await _cached_or_thread(keys.cached_has_active_keys(), keys.has_active_keys):
         # Revoking the last key of a server listening beyond loopback must lock it, not open it.
         if is_loopback(host):
@@ -93,7 +110,7 @@ async def authenticate(keys: KeyStore, host: str, authorization: str | None) -> 
         raise AuthenticationError(
             "no active API keys exist; create one with `tswatch keys create --role admin`"
         )
-    token = bearer_token(authorization)
+    token = request_key(authorization, subscription_key)
     info: KeyInfo | None = await _cached_or_thread(keys.cached_authenticate(token), keys.authenticate, token)
     if info is None:
         raise AuthenticationError("the API key is unknown or has been revoked", invalid_token=True)

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials
 
-from app.api.auth import Principal, authenticate, authorize, bearer_scheme
+from app.api.auth import SUBSCRIPTION_KEY_HEADER, Principal, authenticate, authorize, bearer_scheme
 from app.api.services import Services
 from app.keys.roles import Role
 from app.registry.store import Registry
@@ -58,8 +58,12 @@ async def authenticate_request(request: Request, services: Services) -> Principa
     per request (`app.api.auth_first` asks before the body is read, the role dependency asks again later)."""
     known: Principal | None = getattr(request.state, "principal", None)
     if known is None:
+        headers = request.headers
         known = await authenticate(
-            services.keys, services.settings.host, request.headers.get("authorization")
+            services.keys,
+            services.settings.host,
+            headers.get("authorization"),
+            headers.get(SUBSCRIPTION_KEY_HEADER),
         )
         request.state.principal = known
     return known

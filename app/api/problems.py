@@ -3,6 +3,10 @@
 Bodies never echo request input (validation errors drop pydantic's `input`), never carry URL credentials (every
 string is passed through `app.redact.scrub_urls`, a backstop behind the messages that redact them), and are
 always strict JSON: NaN and infinities, which Python's json would happily write, are replaced before encoding.
+
+On the Azure-compatible paths (`/anomalydetector/...`) every error is instead Azure's body `{code, message}` with
+its error code (also in the `x-ms-error-code` header, as Azure sends it): an `AzureError`'s own code, the code
+of the invalid field for request validation, or the code of the HTTP status otherwise (`app.azure.errors`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 
+from app.azure.errors import INVALID_JSON_FORMAT, AzureError, code_for_field, code_for_status
 from app.errors import TswatchError
 from app.redact import scrub_urls
 
@@ -31,6 +36,7 @@ TYPE_PREFIX: Final = "urn:tswatch:problem:"
 MAX_LISTED_ERRORS: Final = 100
 MAX_SUMMARISED_ERRORS: Final = 3
 _CORE_MEMBERS: Final = ("type", "title", "status", "detail")
+AZURE_PATH_PREFIX: Final = "/anomalydetector/"
 
 
 class ProblemResponse(JSONResponse):
@@ -74,6 +80,25 @@ def problem_response(
     return ProblemResponse(body, status_code=status, headers=dict(headers or {}))
 
 
+class AzureErrorResponse(ProblemResponse):
+    media_type = "application/json"
+
+
+def is_azure_path(request: Request) -> bool:
+    return request.url.path.startswith(AZURE_PATH_PREFIX)
+
+
+def azure_error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """Azure's error body `{code, message}`, its code also in the `x-ms-error-code` header."""
+    return AzureErrorResponse(
+        {"code": code, "message": message},
+        status_code=status,
+        headers={**(headers or {}), "x-ms-error-code": code},
+    )
+
+
 def status_slug(status: int) -> str:
     return _phrase(status).lower().replace(" ", "-").replace("'", "")
 
@@ -85,15 +110,20 @@ def _phrase(status: int) -> str:
         return "Error"
 
 
-async def tswatch_error_handler(_request: Request, exc: Exception) -> Response:
+async def tswatch_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, TswatchError)
     headers: Mapping[str, str] = getattr(exc, "headers", None) or {}
+    if is_azure_path(request):
+        code = exc.code if isinstance(exc, AzureError) else code_for_status(exc.status)
+        return azure_error_response(exc.status, code, exc.detail, headers)
     return problem_response(exc.status, exc.title, exc.detail, exc.slug, exc.fields, headers)
 
 
 async def validation_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
+    if is_azure_path(request):
+        return _azure_validation_error(errors)
     invalid_json = next((error for error in errors if error.get("type") == "json_invalid"), None)
     if invalid_json is not None:
         return _invalid_json_problem(invalid_json)
@@ -112,6 +142,17 @@ async def validation_error_handler(request: Request, exc: Exception) -> Response
     if len(listed) > MAX_LISTED_ERRORS:
         fields["errors_truncated"] = True
     return problem_response(422, "Invalid request", _summary(listed), "validation-error", fields)
+
+
+def _azure_validation_error(errors: list[Any]) -> Response:
+    """Azure's answer to an invalid body: 400 with the code of the first invalid field."""
+    first = errors[0] if errors else {}
+    location = tuple(first.get("loc", ()))
+    location = location[1:] if location[:1] == ("body",) else location
+    code = code_for_field(location, str(first.get("type", "")))
+    if code == INVALID_JSON_FORMAT:
+        return azure_error_response(400, code, "the request body must be a JSON object")
+    return azure_error_response(400, code, _summary([_describe(error) for error in errors]))
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -179,12 +220,16 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
     if status == 400 and isinstance(cause, ClientDisconnect):
         return await client_disconnect_handler(request, cause)
     if status == 400 and cause is not None and (reason := unparsable_json_reason(cause)) is not None:
+        if is_azure_path(request):
+            return azure_error_response(400, INVALID_JSON_FORMAT, f"the request body is not JSON ({reason})")
         return _invalid_json_problem(invalid_json_error(reason))
     headers = dict(exc.headers or {})
     if status in (204, 304) or status < 200:
         return Response(status_code=status, headers=headers)
     fields: dict[str, Any] = {} if isinstance(exc.detail, str) else {"context": exc.detail}
     detail = _http_detail(request, status, exc.detail, headers)
+    if is_azure_path(request):
+        return azure_error_response(status, code_for_status(status), detail, headers)
     return problem_response(status, _phrase(status), detail, status_slug(status), fields, headers)
 
 
@@ -214,6 +259,8 @@ async def unhandled_error_handler(request: Request, exc: Exception) -> Response:
     """Starlette re-raises after this response, and the server then drops the connection: say so up front."""
     logger.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
     detail = "the server failed to handle this request; see its log"
+    if is_azure_path(request):
+        return azure_error_response(500, code_for_status(500), detail, {"Connection": "close"})
     return problem_response(
         500, "Internal server error", detail, "internal-error", headers={"Connection": "close"}
     )

@@ -100,7 +100,12 @@ class Services:
         )
         webhooks = Webhooks.open(settings, database)
         # alarm events are recorded in the outbox inside the transaction that stores the alarm
-        streams = StreamService(database, pool, alarm_sink=webhooks.outbox.record_alarms)
+        streams = StreamService(
+            database,
+            pool,
+            alarm_sink=webhooks.outbox.record_alarms,
+            snapshot_points=settings.stream_snapshot_points,
+        )
         ingest = PointIngest(streams, webhooks.secrets, webhooks.idempotency)
         return cls(
             settings=settings,
@@ -118,16 +123,21 @@ class Services:
         )
 
     async def readiness(self) -> Readiness:
-        """Registry reachable and the default models loaded and warmed (`GET /readyz`)."""
+        """Database reachable and the default models loaded and warmed (`GET /readyz`). `database` names the
+        backend ("postgresql: reachable"), so a replica on the wrong URL shows; `registry` is kept for clients
+        that read it (the registry lives in that database)."""
         checks = {"models": "loaded" if self.ready else "loading"}
+        dialect = self.database.engine.dialect.name
         try:
             await run_blocking(self.database.ping)
-            checks["registry"] = "reachable"
+            reachable = "reachable"
         except Exception as error:
-            checks["registry"] = f"unreachable: {type(error).__name__}"
+            reachable = f"unreachable: {type(error).__name__}"
+        checks["database"] = f"{dialect}: {reachable}"
+        checks["registry"] = reachable
         if self.load_problems:
             checks["load_problems"] = "; ".join(self.load_problems)
-        ready = self.ready and checks["registry"] == "reachable"
+        ready = self.ready and reachable == "reachable"
         return Readiness(ready, checks, self.pool.loaded_versions())
 
     async def start(self) -> None:

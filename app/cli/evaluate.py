@@ -24,7 +24,9 @@ def evaluate(
     scores: Annotated[
         Path,
         typer.Option(
-            "--scores", help="Results folder: DIR/<category>/<file>.csv with timestamp,anomaly_score."
+            "--scores",
+            help="Results folder: DIR/<category>/<file>.csv with timestamp,anomaly_score, or `tswatch detect` "
+            "output as is (its score column; unscored rows count as 0).",
         ),
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object instead of tables.")] = False,

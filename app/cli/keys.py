@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from app.cli.output import console, fail, print_json
+from app.cli.output import console, error_console, fail, print_json
 from app.errors import TswatchError
 from app.keys.roles import Role
 from app.keys.store import KeyInfo, KeyStore
@@ -41,17 +41,38 @@ def create_key(
     name: Annotated[str, typer.Option("--name", help="A label to recognise the key by.")] = "",
     as_json: JsonOption = False,
 ) -> None:
-    """Create a key and print it once: it cannot be shown again."""
+    """Create a key and print it once: it cannot be shown again. The first key closes an open server: from then
+    on every request, of every role, needs a key."""
+    store = _store()
+    opens = Settings().admin_key is None and not store.has_active_keys()
     try:
-        info, plaintext = _store().create(role, name)
+        info, plaintext = store.create(role, name)
     except TswatchError as error:
         fail(error.detail)
+    if opens:
+        _announce_first_key(info.role)
     if as_json:
         print_json({"key": plaintext, **key_payload(info)})
         return
     console.print(f"Created {info.role.value} key [bold]{info.key_id}[/]{f' ({name})' if name else ''}.")
     console.print("Store it now; it will not be shown again:", style="yellow")
     typer.echo(plaintext)
+
+
+def _announce_first_key(role: Role) -> None:
+    """Say on stderr (stdout stays the key, or its JSON) that the server is no longer open, and how to get an
+    admin key when this one is not."""
+    error_console.print(
+        "[yellow]This is the first API key: the server now requires a key for every request, of every role "
+        "(read, write and admin); until now it was open to anyone who could reach it on loopback.[/]",
+        soft_wrap=True,
+    )
+    if role is not Role.ADMIN:
+        error_console.print(
+            "Create an admin key to manage keys, aliases and webhooks: "
+            "[bold]tswatch keys create --role admin --name admin[/]",
+            soft_wrap=True,
+        )
 
 
 @keys_cli.command("list")

@@ -1,4 +1,4 @@
-"""`tswatch models list|show|alias|unalias`: inspect the registry and move aliases."""
+"""`tswatch models list|show|alias|unalias|delete|gc`: inspect the registry, move aliases, delete versions."""
 
 from __future__ import annotations
 
@@ -132,6 +132,24 @@ def delete_alias(
     console.print(f"removed {name}@{alias}")
 
 
+@models_cli.command("delete")
+def delete_version(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(help="Version to delete.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Delete VERSION with its files (refused while an alias points at it; its number is never reused).
+    Streams pinned to it keep their points and answer 409 on their next append until re-pointed."""
+    try:
+        _registry().delete_version(name, version)
+    except TswatchError as error:
+        fail(error.detail)
+    if as_json:
+        print_json({"name": name, "version": version, "deleted": True})
+    else:
+        console.print(f"deleted {name} version {version}")
+
+
 # -------------------------------------------------------------------- gc: leftovers of killed publishes
 def leftover_payload(leftover: Leftover) -> dict[str, Any]:
     return {
@@ -153,7 +171,8 @@ def collect_garbage(
     ] = DEFAULT_MIN_AGE_SECONDS,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Remove leftovers of killed publishes: `.staging-*` folders and version folders with no registry row.
+    """Remove leftovers of killed publishes: `.staging-*` folders and version folders with no registry row, and
+    stored files of versions whose row was deleted.
 
     Models with a publish in progress (in any process) are skipped; registered versions are never touched.
     """

@@ -14,7 +14,7 @@ import uvicorn
 from app.api.app import create_app
 from app.api.connection_limits import ConnectionLimits, guarded_protocol
 from app.cli.output import console, fail
-from app.cli.progress import RichTrainingProgress
+from app.cli.progress import training_progress
 from app.demo.models import train_demo_models
 from app.hosts import is_loopback
 from app.keys.store import KeyStore
@@ -44,7 +44,7 @@ def ensure_demo(settings: Settings) -> None:
         return
     console.print("The registry is empty: training the demo models (stocks-aapl, nyc-taxi) first.")
     torch.set_num_threads(settings.torch_threads)
-    train_demo_models(registry, lambda name: RichTrainingProgress(console, name))
+    train_demo_models(registry, lambda name: training_progress(console, name))
 
 
 def serve(

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from app.cli.output import console, error_console, fail, print_json
 from app.cli.plots import REPORT_FILE, plot_training_report
-from app.cli.progress import RichTrainingProgress
+from app.cli.progress import training_progress
 from app.errors import TswatchError
 from app.registry.factory import open_registry
 from app.registry.manifest import EvaluationMetrics
@@ -147,7 +147,7 @@ def train(
             batch_size=batch_size, lr=lr, patience=patience, seed=seed,
         )  # fmt: skip
         registry = open_registry(settings)
-        progress = None if as_json else RichTrainingProgress(console, name)
+        progress = None if as_json else training_progress(console, name)
         result = train_file(
             data, name, registry, config, time_col=time_col, value_col=value_col, id_col=id_col,
             alias=alias, progress=progress,

@@ -21,6 +21,8 @@ Window = tuple[pd.Timestamp, pd.Timestamp]
 NO_DETECTION_THRESHOLD = 1.1
 PROBATION_FRACTION = 0.15
 PROBATION_MAX_ROWS = 750
+ANOMALY_SCORE = "anomaly_score"  # the score column of NAB's results files
+DETECT_SCORE = "score"  # the score column of `tswatch detect` output (empty where a reading was not scored)
 # Thresholds whose corpus totals differ by less than this are treated as ties (summation order differs).
 _TIE_TOLERANCE = 1e-9
 
@@ -454,18 +456,26 @@ def _read_timestamps(path: Path, frame: pd.DataFrame) -> pd.DatetimeIndex:
 
 
 def _read_scores(path: Path, frame: pd.DataFrame) -> np.ndarray:
-    scores = pd.to_numeric(_require_column(path, frame, "anomaly_score"), errors="coerce").to_numpy(float)
-    bad = np.flatnonzero(np.isnan(scores))
-    if bad.size:
+    """The `anomaly_score` column (NAB's results format: every row scored), else the `score` column of
+    `tswatch detect` output, read as is: its empty cells (readings left unscored: the learning period, and
+    duplicate, late or missing readings) count as 0, no alarm claimed."""
+    column = ANOMALY_SCORE if ANOMALY_SCORE in frame.columns else DETECT_SCORE
+    if column not in frame.columns:
         raise ValueError(
-            f"{path}: column 'anomaly_score' is NaN or not a number at data row {int(bad[0]) + 1}"
+            f"{path}: missing column {ANOMALY_SCORE!r} (or {DETECT_SCORE!r}, as `tswatch detect` writes it; "
+            f"has {', '.join(map(str, frame.columns))})"
         )
+    raw = _require_column(path, frame, column)
+    scores = pd.to_numeric(raw, errors="coerce").to_numpy(float, copy=True)
+    unscored = raw.isna().to_numpy() if column == DETECT_SCORE else np.zeros(len(raw), dtype=bool)
+    bad = np.flatnonzero(np.isnan(scores) & ~unscored)
+    if bad.size:
+        raise ValueError(f"{path}: column {column!r} is NaN or not a number at data row {int(bad[0]) + 1}")
+    scores[unscored] = 0.0
     out_of_range = np.flatnonzero((scores < 0) | (scores > 1))
     if out_of_range.size:
         row = int(out_of_range[0])
-        raise ValueError(
-            f"{path}: column 'anomaly_score' is {scores[row]} at data row {row + 1}, outside [0, 1]"
-        )
+        raise ValueError(f"{path}: column {column!r} is {scores[row]} at data row {row + 1}, outside [0, 1]")
     return scores
 
 

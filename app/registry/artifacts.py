@@ -22,6 +22,10 @@ from app.registry.manifest import MANIFEST_FORMAT, Manifest, WeightsRef, parse_m
 
 WEIGHTS_FILE = "model.safetensors"
 MANIFEST_FILE = "manifest.json"
+ARTIFACT_FILES = (
+    MANIFEST_FILE,
+    WEIGHTS_FILE,
+)  # what a version is: stored in the database, cached in its folder
 INVALID_MANIFEST = "invalid manifest"
 
 
@@ -55,7 +59,7 @@ def files_stamp(directory: Path) -> tuple[tuple[int, int, int, int] | None, ...]
     """(size, mtime_ns, ctime_ns, inode) of each artifact file, None for a missing one: it changes whenever
     a file is written, replaced or removed, so a remembered verification failure can wait for that."""
     stamps: list[tuple[int, int, int, int] | None] = []
-    for name in (MANIFEST_FILE, WEIGHTS_FILE):
+    for name in ARTIFACT_FILES:
         try:
             stat = (directory / name).stat()
         except OSError:
@@ -88,16 +92,22 @@ def manifest_bytes(manifest: Manifest) -> bytes:
     return json.dumps(manifest.to_json_dict(), indent=2, sort_keys=True, allow_nan=False).encode()
 
 
-def write_artifact(directory: Path, tensors: dict[str, torch.Tensor], manifest: Manifest) -> tuple[str, str]:
-    """Write weights and manifest into `directory` (fsynced); returns (weights sha256, manifest sha256)."""
+def write_artifact(directory: Path, tensors: dict[str, torch.Tensor], manifest: Manifest) -> dict[str, bytes]:
+    """Write weights and manifest into `directory` (fsynced); returns each file's bytes by name."""
     weights = save_safetensors({key: value.detach().contiguous().cpu() for key, value in tensors.items()})
-    weights_sha = sha256_bytes(weights)
-    manifest = manifest.model_copy(update={"weights": WeightsRef(file=WEIGHTS_FILE, sha256=weights_sha)})
-    encoded_manifest = manifest_bytes(manifest)
-    _write_durably(directory / WEIGHTS_FILE, weights)
-    _write_durably(directory / MANIFEST_FILE, encoded_manifest)
+    manifest = manifest.model_copy(
+        update={"weights": WeightsRef(file=WEIGHTS_FILE, sha256=sha256_bytes(weights))}
+    )
+    files = {WEIGHTS_FILE: weights, MANIFEST_FILE: manifest_bytes(manifest)}
+    write_files(directory, files)
+    return files
+
+
+def write_files(directory: Path, files: dict[str, bytes]) -> None:
+    """Write each file into `directory` durably (the files, then the folder, fsynced)."""
+    for name, content in files.items():
+        _write_durably(directory / name, content)
     fsync_directory(directory)
-    return weights_sha, sha256_bytes(encoded_manifest)
 
 
 def _read(path: Path) -> bytes:

@@ -1,10 +1,13 @@
 """Leftovers of killed publishes: `.staging-*` folders, `.trash-*` folders and numbered folders without a
-database row. Found and removed by `tswatch models gc` and at server start.
+database row, and stored files (`model_artifacts` rows) of versions whose row is gone. Found and removed by
+`tswatch models gc` and at server start.
 
 A model is only cleaned while its publish lock is free (see app.registry.layout): a publish in progress in any
 process holds it, so its folders are never touched. As a second guard, for writers that do not take the lock
 (an older tswatch during an upgrade), nothing modified less than `min_age_seconds` ago is removed.
-Registered versions are never touched: a folder is only a candidate when the database has no row for it.
+Registered versions are never touched: a folder or stored files are only candidates when the database has no
+version row for them. Stored files are never part of a publish in progress (they are committed with the version
+row), so neither the lock nor the age applies to them; their `path` names the table, not a folder.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ from typing import Final, Literal
 
 from app.registry.layout import STAGING_PREFIX, TRASH_PREFIX, discard, remove, try_publish_lock, version_of
 from app.registry.store import NAME_PATTERN, ModelNotFoundError, Registry
+from app.registry.stored import orphan_files
+from app.storage.tables.registry import ArtifactRow
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MIN_AGE_SECONDS: Final = 600.0
 
-Kind = Literal["staging", "trash", "unregistered"]
+Kind = Literal["staging", "trash", "unregistered", "stored files"]
 REMOVED: Final = "removed"
 WOULD_REMOVE: Final = "would remove"
 KEPT_YOUNG: Final = "kept: younger than the safety age"
@@ -47,23 +52,40 @@ class Leftover:
 def collect(
     registry: Registry, min_age_seconds: float = DEFAULT_MIN_AGE_SECONDS, dry_run: bool = False
 ) -> list[Leftover]:
-    """Every leftover under the registry's root, each with what was done to it (nothing when `dry_run`)."""
-    if not registry.root.is_dir():
-        return []
-    model_dirs = sorted(
-        entry
-        for entry in registry.root.iterdir()
-        if entry.is_dir() and not entry.is_symlink() and NAME_PATTERN.fullmatch(entry.name)
+    """Every leftover under the registry's root and in its database, each with what was done to it (nothing
+    when `dry_run`)."""
+    model_dirs = (
+        sorted(
+            entry
+            for entry in registry.root.iterdir()
+            if entry.is_dir() and not entry.is_symlink() and NAME_PATTERN.fullmatch(entry.name)
+        )
+        if registry.root.is_dir()
+        else []
     )
-    return [
+    folders = [
         leftover
         for model_dir in model_dirs
         for leftover in _collect_model(registry, model_dir, min_age_seconds, dry_run)
     ]
+    return folders + _collect_stored(registry, dry_run)
+
+
+def _collect_stored(registry: Registry, dry_run: bool) -> list[Leftover]:
+    action = WOULD_REMOVE if dry_run else REMOVED
+    return [
+        Leftover(
+            name, Path(ArtifactRow.__tablename__, name, str(version)), "stored files", version, 0.0, action
+        )
+        for name, version in orphan_files(registry.database, remove=not dry_run)
+    ]
 
 
 def collect_at_start(registry: Registry) -> list[Leftover]:
-    """The server-start pass: logged, and a failure never stops the server from starting."""
+    """The server-start pass: leftovers cleaned, and the files of versions registered before files were stored
+    in the database copied into it from this host's folder. Logged; a failure never stops the server."""
+    for name, version in registry.store_local_versions():
+        logger.info("stored the files of %s v%s in the database", name, version)
     try:
         leftovers = collect(registry)
     except OSError as error:

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import cast, get_args
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import defer
 
 from app.anomaly.points import Sampling, ScoredPoint
 from app.storage.database import Database
@@ -29,14 +30,22 @@ class StreamSummary:
     episodes: int
 
 
-def stream_summaries(database: Database) -> list[StreamSummary]:
-    """Every stream with its alarm counts (all episodes, open ones), ordered by id."""
+def stream_summaries(
+    database: Database, after: str | None = None, limit: int | None = None
+) -> list[StreamSummary]:
+    """Streams with their alarm counts (all episodes, open ones), ordered by id: those after the id `after`
+    (all when None), at most `limit` (all when None)."""
     with database.session() as session:
+        query = select(StreamRow).options(defer(StreamRow.state)).order_by(StreamRow.id).limit(limit)
+        if after is not None:
+            query = query.where(StreamRow.id > after)
+        rows = session.scalars(query).all()
         by_stream = select(StreamEpisodeRow.stream_id, func.count()).group_by(StreamEpisodeRow.stream_id)
+        if rows:  # only the page's range of ids (the same order as the rows')
+            by_stream = by_stream.where(StreamEpisodeRow.stream_id.between(rows[0].id, rows[-1].id))
         episodes = {stream_id: count for stream_id, count in session.execute(by_stream)}
         still_open = by_stream.where(StreamEpisodeRow.resolved_at.is_(None))
         open_episodes = {stream_id: count for stream_id, count in session.execute(still_open)}
-        rows = session.scalars(select(StreamRow).order_by(StreamRow.id)).all()
         return [
             StreamSummary(
                 id=row.id,

@@ -2,11 +2,16 @@
 
 `append` checks the batch (only malformed input is refused: duplicate, late and missing readings are input,
 answered with their `sampling` and `score: null`), scores it on the inference thread (`StreamState`: the one
-detector, plus a registered model's forecasts for a model-bound stream), and writes the points, the new stream state and the episode changes in ONE database transaction. A point is
-acknowledged only after that commit, so a crash (even kill -9) loses no acknowledged point, and a restart resumes
-from the stored state with identical scores: the detector refits inline at readings fixed by its schedule, so
-scores never depend on timing. A per-stream asyncio lock serialises appends within the process; a `revision`
-check in the transaction refuses (409) a write that raced another process or a configuration change.
+detector, plus a registered model's forecasts for a model-bound stream), and writes the points and the episode
+changes in ONE database transaction that also bumps the row's `revision` and `point_count`. A point is
+acknowledged only after that commit, so a crash (even kill -9) loses no acknowledged point. The scoring state
+stays hot in memory and is stored as a snapshot every `snapshot_points` readings; a restart (or another
+process's write) rebuilds it from the snapshot plus a replay of the stored readings, bitwise as an uninterrupted
+run (app.streams.hot): the detector refits inline at readings fixed by its schedule, so scores never depend on
+timing. A per-stream asyncio lock serialises appends within the process; across processes (replicas over one
+database) the write transaction locks the stream row (SELECT ... FOR UPDATE; on SQLite the write lock), and when
+the row's `revision` moved since the state was scored, the state is rebuilt and the points scored again (a
+bounded number of times before a 409).
 
 Streams without a `model` learn their own forecaster (the detector's learning period, `learning_points`). A
 model-bound stream follows `alias` (or the default version) of its model unless a version is pinned; when the
@@ -19,27 +24,33 @@ alarm sink is told not to announce them (no webhooks).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import random
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import delete, or_, select, text, update
+from sqlalchemy.orm import Session, defer
 
-from app.anomaly import AlarmEvent, AlarmPolicy, DetectorConfig, Episode
+from app.anomaly import AlarmEvent, DetectorConfig, Episode
 from app.anomaly.detector import DEFAULT_LEARNING_POINTS
 from app.anomaly.episodes import PointRecord
 from app.anomaly.points import ScoredPoint
 from app.anomaly.sensitivity import DEFAULT_SENSITIVITY, validate_sensitivity
 from app.concurrency import run_blocking
 from app.errors import ConflictError, InvalidInputError, NotFoundError, TswatchError
+from app.registry.store import VersionNotFoundError
 from app.serving.pool import ModelPool
+from app.settings import DEFAULT_STREAM_SNAPSHOT_POINTS
 from app.storage.database import Database
 from app.storage.tables.streams import StreamEpisodeRow, StreamPointRow, StreamRow
+from app.streams.hot import HotStream, StoredStream, not_found, read_stored, replay
 from app.streams.locks import LockRegistry
 from app.streams.queries import StreamSummary, latest_points, stream_summaries
 from app.streams.scoring import DetectorStatus, Reading, ServingModel, StreamState
@@ -47,6 +58,7 @@ from app.timestamps import from_state_iso, to_state_iso, utc_now
 
 MAX_STREAM_ID = 200
 MAX_CACHED_STATES = 10_000
+MAX_WRITE_ATTEMPTS = 8  # scorings of one append when other processes keep writing the stream meanwhile
 
 
 @dataclass(frozen=True)
@@ -85,9 +97,10 @@ class StagedAppend:
     points: list[ScoredPoint]
     events: list[AlarmEvent]
     alerts: bool  # False: store the alarm changes, announce none (the stream's option or the request's)
-    row: StreamRow = field(repr=False)
+    row: StreamRow = field(repr=False)  # as the points were scored against (its revision is checked)
     stream: StreamState = field(repr=False)
-    state: str = field(repr=False)
+    state: str | None = field(repr=False)  # the snapshot to store with these points; None: none due
+    snapshot_position: int = field(repr=False)  # position of the stream's stored snapshot after this append
 
 
 # Called inside the transaction that stores a stream's points and alarm changes (the outbox writes here).
@@ -102,13 +115,40 @@ class _Loaded:
     open_episode: Episode | None
 
 
+class StreamModelGoneError(ConflictError):
+    title = "Stream's model version is gone"
+    slug = "stream-model-version-gone"
+
+
+class RevisionMovedError(Exception):
+    """The stream row changed (another process wrote it) since its state was scored: rebuild and score again."""
+
+
+@dataclass(frozen=True)
+class _Written:
+    """One stream as stored by an append: the row (detached) and what the answer shows."""
+
+    row: StreamRow
+    info: StreamInfo
+
+
 class StreamService:
-    def __init__(self, database: Database, pool: ModelPool, alarm_sink: AlarmSink) -> None:
-        """`alarm_sink` runs inside each append's transaction (the webhook outbox records its events there)."""
+    def __init__(
+        self,
+        database: Database,
+        pool: ModelPool,
+        alarm_sink: AlarmSink,
+        snapshot_points: int = DEFAULT_STREAM_SNAPSHOT_POINTS,
+    ) -> None:
+        """`alarm_sink` runs inside each append's transaction (the webhook outbox records its events there);
+        a stream's scoring state is stored as a snapshot every `snapshot_points` readings (see app.streams.hot)."""
+        if snapshot_points < 1:
+            raise ValueError(f"snapshot_points must be at least 1; got {snapshot_points}")
         self.database = database
         self.pool = pool
+        self.snapshot_points = snapshot_points
         self._locks = LockRegistry()  # one lock per stream id, only while held or awaited
-        self._states: OrderedDict[str, tuple[int, StreamState]] = OrderedDict()  # id -> (revision, state)
+        self._states: OrderedDict[str, HotStream] = OrderedDict()  # id -> state as of its row's revision
         self.alarm_sink = alarm_sink
 
     @property
@@ -144,20 +184,41 @@ class StreamService:
         if model is not None:
             await self.pool.get(model, version=version, alias=alias)  # 404 when it does not resolve
         async with self._locks.hold(stream_id):
-            self._states.pop(stream_id, None)
-            created = await run_blocking(self._write_config, stream_id, config)
-            return await self.get(stream_id), created
+            for _ in range(MAX_WRITE_ATTEMPTS):
+                current = self._states.pop(stream_id, None) or await self._restore_if_exists(stream_id)
+                try:
+                    created, hot = await run_blocking(self._write_config, stream_id, config, current)
+                except RevisionMovedError:
+                    continue
+                self._remember(stream_id, hot)
+                return await self._get_locked(stream_id), created
+            raise _contended(f"stream {stream_id!r}")
 
-    def _write_config(self, stream_id: str, config: StreamConfig) -> bool:
+    def _write_config(
+        self, stream_id: str, config: StreamConfig, current: HotStream | None
+    ) -> tuple[bool, HotStream]:
+        """Store the configuration; a change of what scores (binding, sensitivity) snapshots the state as of
+        `point_count` in the same transaction, so no replay crosses it. Returns (created, the new hot state)."""
         with self.database.session() as session:
-            row = session.get(StreamRow, stream_id)
+            _take_write_lock(session)
+            row = session.get(StreamRow, stream_id, with_for_update=True)
             created = row is None
             if row is None:
                 row = StreamRow(id=stream_id, point_count=0, revision=0)
                 session.add(row)
-            elif row.state is not None and _binding(row) != config.binding:
-                row.state = _reset_state(row, config)
-                row.state_model_version = None
+            elif current is None or row.revision != current.row.revision:
+                raise RevisionMovedError(stream_id)
+            stream: StreamState | None = None
+            snapshot_position = row.point_count
+            if current is not None and row.state is not None:
+                stream, snapshot_position = current.stream, current.snapshot_position
+                if _binding(row) != config.binding:
+                    stream = _reset(current.stream, config)
+                    row.state_model_version = None
+                stream.detector.set_sensitivity(config.sensitivity)
+                if stream is not current.stream or row.sensitivity != config.sensitivity:
+                    row.state = json.dumps(stream.to_state(), allow_nan=False)
+                    row.state_position = snapshot_position = row.point_count
             row.model_name, row.alias, row.pinned_version = config.model, config.alias, config.version
             row.sensitivity, row.learning_points, row.alerts = (
                 config.sensitivity,
@@ -166,17 +227,26 @@ class StreamService:
             )
             row.updated_at = utc_now()
             row.revision = (row.revision or 0) + 1
-            return created
+            if stream is None:  # no stored state: a fresh detector of the (new) configuration, stored as the
+                stream = _state_of(row, None)  # first snapshot so every replica replays from the same start
+                row.state = json.dumps(stream.to_state(), allow_nan=False)
+                row.state_position = snapshot_position = row.point_count
+            session.flush()
+            session.expire(row, ["state"])  # the cached row never holds the snapshot text
+            session.expunge(row)
+            return created, HotStream(row, stream, snapshot_position)
 
     async def get(self, stream_id: str) -> StreamInfo:
+        async with self._locks.hold(stream_id):
+            return await self._get_locked(stream_id)
+
+    async def _get_locked(self, stream_id: str) -> StreamInfo:
         loaded = await run_blocking(self._load, stream_id)
-        row = loaded.row
-        cached = self._states.get(stream_id)  # never scored while cached: an append takes it out first
-        if cached is not None and cached[0] == row.revision:
-            status = cached[1].status()
-        else:
-            status = await run_blocking(_stored_status, row)
-        return _info(row, loaded.open_episode, status)
+        hot = self._states.get(stream_id)
+        if hot is None or hot.row.revision != loaded.row.revision:
+            hot = await self._restore(stream_id)
+            self._remember(stream_id, hot)
+        return _info(loaded.row, loaded.open_episode, hot.stream.status())
 
     async def delete(self, stream_id: str) -> None:
         async with self._locks.hold(stream_id):
@@ -191,11 +261,20 @@ class StreamService:
             session.execute(delete(StreamEpisodeRow).where(StreamEpisodeRow.stream_id == stream_id))
             session.execute(delete(StreamRow).where(StreamRow.id == stream_id))
 
-    async def anomalies(self, stream_id: str, since: datetime | None = None) -> list[Episode]:
-        """Episodes still open or resolved at/after `since` (all when None), oldest first."""
-        return await run_blocking(self._episodes, stream_id, since)
+    async def anomalies(
+        self,
+        stream_id: str,
+        since: datetime | None = None,
+        after: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[Episode]:
+        """Episodes still open or resolved at/after `since` (all when None), oldest first (by `opened_at`, unique
+        per stream): those opened after `after` (a page's last one; all when None), at most `limit`."""
+        return await run_blocking(self._episodes, stream_id, since, after, limit)
 
-    def _episodes(self, stream_id: str, since: datetime | None) -> list[Episode]:
+    def _episodes(
+        self, stream_id: str, since: datetime | None, after: datetime | None, limit: int | None
+    ) -> list[Episode]:
         with self.database.session() as session:
             if session.get(StreamRow, stream_id) is None:
                 raise NotFoundError(f"stream {stream_id!r} does not exist")
@@ -204,13 +283,16 @@ class StreamService:
                 query = query.where(
                     or_(StreamEpisodeRow.resolved_at.is_(None), StreamEpisodeRow.resolved_at >= since)
                 )
-            rows = session.scalars(query.order_by(StreamEpisodeRow.opened_at)).all()
+            if after is not None:
+                query = query.where(StreamEpisodeRow.opened_at > after)
+            rows = session.scalars(query.order_by(StreamEpisodeRow.opened_at).limit(limit)).all()
             return [_stored_episode(row) for row in rows]
 
     # ---------------------------------------------------------------- overviews (read-only)
-    async def summaries(self) -> list[StreamSummary]:
-        """Every stream with its point count, last timestamp and alarm counts, ordered by id."""
-        return await run_blocking(stream_summaries, self.database)
+    async def summaries(self, after: str | None = None, limit: int | None = None) -> list[StreamSummary]:
+        """Streams with their point count, last timestamp and alarm counts, ordered by id: those after the id
+        `after` (all when None), at most `limit` (all when None)."""
+        return await run_blocking(stream_summaries, self.database, after, limit)
 
     async def latest_points(self, stream_id: str, limit: int) -> list[ScoredPoint]:
         """The newest `limit` stored points of a stream with their forecast band and score, oldest first."""
@@ -223,31 +305,12 @@ class StreamService:
     async def append(self, stream_id: str, points: Sequence[Reading], alerts: bool = True) -> AppendResult:
         """Score and durably store `points` (timestamp naive UTC, value or None) in order; `alerts=False`
         announces none of the alarms they cause (backfill)."""
+        check_points(points)
         async with self._locks.hold(stream_id):
-            row = await self._checked_row(stream_id, points)
-            staged = await self._stage(stream_id, points, row, alerts)
-            revision, stream = await run_blocking(self._persist, staged)
-            self._remember(stream_id, revision, staged.stream)
-        return AppendResult(stream, staged.model_name, staged.model_version, staged.points, staged.events)
-
-    def _score(
-        self,
-        row: StreamRow,
-        serving: ServingModel | None,
-        cached: tuple[int, StreamState] | None,
-        points: list[Reading],
-    ) -> tuple[list[ScoredPoint], list[AlarmEvent], StreamState, str]:
-        """Score `points` (on a worker thread); also the new state as JSON text."""
-        stream = cached[1] if cached is not None and cached[0] == row.revision else _stored_state(row)
-        stream.detector.set_sensitivity(row.sensitivity)
-        stream.bind(serving)
-        scored: list[ScoredPoint] = []
-        events: list[AlarmEvent] = []
-        for timestamp, value in points:
-            point, point_events = stream.append(timestamp, value)
-            scored.append(point)
-            events.extend(point_events)
-        return scored, events, stream, json.dumps(stream.to_state(), allow_nan=False)
+            [(staged, written)] = await self._store([(stream_id, points)], alerts, None, named=False)
+        return AppendResult(
+            written.info, staged.model_name, staged.model_version, staged.points, staged.events
+        )
 
     async def append_many(
         self,
@@ -262,78 +325,218 @@ class StreamService:
         ids = [stream_id for stream_id, _ in batches]
         if len(set(ids)) != len(ids):
             raise InvalidInputError("each stream may appear once per batch", fields={"field": "points"})
+        for stream_id, points in batches:
+            with _naming(stream_id):
+                check_points(points)
         async with self._locks.hold_all(ids):  # sorted: one global order, no deadlock between batches
-            staged = [await self._stage_named(stream_id, points, alerts) for stream_id, points in batches]
-            written = await run_blocking(self._persist_many, staged, in_transaction)
-            for item, (revision, _) in zip(staged, written, strict=True):
-                self._remember(item.stream_id, revision, item.stream)
-        results = []
-        for item, (_, info) in zip(staged, written, strict=True):
-            results.append(AppendResult(info, item.model_name, item.model_version, item.points, item.events))
-        return results
+            stored = await self._store(batches, alerts, in_transaction, named=True)
+        return [
+            AppendResult(written.info, item.model_name, item.model_version, item.points, item.events)
+            for item, written in stored
+        ]
 
-    async def _stage_named(self, stream_id: str, points: Sequence[Reading], alerts: bool) -> StagedAppend:
-        """`_stage` for one stream of a batch: a refusal of the stream or its points names the stream."""
-        try:
-            row = await self._checked_row(stream_id, points)
-        except TswatchError as error:
-            raise type(error)(f"stream {stream_id!r}: {error.detail}", fields=error.fields) from error
-        return await self._stage(stream_id, points, row, alerts)
+    async def _store(
+        self,
+        batches: Sequence[tuple[str, Sequence[Reading]]],
+        alerts: bool,
+        in_transaction: TransactionHook | None,
+        named: bool,
+    ) -> list[tuple[StagedAppend, _Written]]:
+        """Score and store (locks held). When another process wrote one of the streams since its state was
+        scored, rebuild the state from the database and score again; from the second retry on, lock the rows
+        first (`_store_locked`), so a replica that keeps losing the race still gets through. 409 only after
+        MAX_WRITE_ATTEMPTS."""
+        for attempt in range(MAX_WRITE_ATTEMPTS):
+            try:
+                if attempt < 2:
+                    staged = []
+                    for stream_id, points in batches:
+                        with _naming(stream_id if named else None):
+                            staged.append(await self._stage(stream_id, points, alerts))
+                    written = await run_blocking(self._persist, staged, in_transaction)
+                else:
+                    staged, written = await self._store_locked(batches, alerts, in_transaction, named)
+            except RevisionMovedError:
+                await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # let the other writer finish
+                continue
+            for item, stored in zip(staged, written, strict=True):
+                self._remember(item.stream_id, HotStream(stored.row, item.stream, item.snapshot_position))
+            return list(zip(staged, written, strict=True))
+        raise _contended(f"stream {batches[0][0]!r}" if len(batches) == 1 else "a stream of this batch")
 
-    async def _checked_row(self, stream_id: str, points: Sequence[Reading]) -> StreamRow:
-        check_points(points)
-        return (await run_blocking(self._load, stream_id)).row
-
-    async def _stage(
-        self, stream_id: str, points: Sequence[Reading], row: StreamRow, alerts: bool
-    ) -> StagedAppend:
+    async def _stage(self, stream_id: str, points: Sequence[Reading], alerts: bool) -> StagedAppend:
         """Score `points` without storing them, on the pool's single inference thread (every stream: one
-        CPU-bound thread at a time, so the event loop keeps answering while many streams append)."""
-        cached = self._states.pop(stream_id, None)
-        serving = None
-        if row.model_name is not None:
-            served = await self.pool.get(row.model_name, version=row.pinned_version, alias=row.alias)
-            serving = ServingModel(served.name, served.version, served.loaded.forecaster)
-        scored, events, stream, state = await self.pool.infer(self._score, row, serving, cached, list(points))
+        CPU-bound thread at a time, so the event loop keeps answering while many streams append). The hot state
+        leaves the cache while it is scored: it returns only once its points are stored."""
+        hot = self._states.pop(stream_id, None) or await self._restore(stream_id)
+        serving = await self._serving(hot.row)
+        return await self.pool.infer(self._staged, stream_id, hot, serving, list(points), alerts)
+
+    async def _store_locked(
+        self,
+        batches: Sequence[tuple[str, Sequence[Reading]]],
+        alerts: bool,
+        in_transaction: TransactionHook | None,
+        named: bool,
+    ) -> tuple[list[StagedAppend], list[_Written]]:
+        """Lock the stream rows, then rebuild, score and store in that one transaction (one worker thread; the
+        scoring still runs on the inference thread). The models are resolved first, for the rows as read just
+        before; RevisionMovedError when the configuration changed in between."""
+        resolved = []
+        for stream_id, _ in batches:
+            self._states.pop(stream_id, None)
+            with _naming(stream_id if named else None):
+                row = (await run_blocking(self._load, stream_id)).row
+                resolved.append((row, await self._serving(row), await self._replay_serving(row)))
+        return await run_blocking(self._locked_write, batches, resolved, alerts, in_transaction)
+
+    def _locked_write(
+        self,
+        batches: Sequence[tuple[str, Sequence[Reading]]],
+        resolved: list[tuple[StreamRow, ServingModel | None, ServingModel | None]],
+        alerts: bool,
+        in_transaction: TransactionHook | None,
+    ) -> tuple[list[StagedAppend], list[_Written]]:
+        with self.database.session() as session:
+            _take_write_lock(session)
+            for stream_id in sorted(stream_id for stream_id, _ in batches):
+                session.get(StreamRow, stream_id, with_for_update=True, options=[defer(StreamRow.state)])
+            staged = []
+            for (stream_id, points), (before, serving, replaying) in zip(batches, resolved, strict=True):
+                stored = read_stored(self.database, stream_id)  # nobody else can write it now
+                if _config(stored.row) != _config(before):
+                    raise RevisionMovedError(stream_id)
+                hot = self.pool.executor.submit(_rebuilt, stored, replaying).result()
+                job = self.pool.executor.submit(self._staged, stream_id, hot, serving, list(points), alerts)
+                staged.append(job.result())
+            written = self._write_all(session, staged, in_transaction)
+            return staged, written
+
+    def _staged(
+        self,
+        stream_id: str,
+        hot: HotStream,
+        serving: ServingModel | None,
+        points: list[Reading],
+        alerts: bool,
+    ) -> StagedAppend:
+        """`points` scored on `hot` (on the inference thread), ready to be stored."""
+        scored, events, state = self._score(hot, serving, points)
+        stream = hot.stream
         return StagedAppend(
             stream_id,
             stream.model,
             stream.model_version,
             scored,
             events,
-            alerts and row.alerts,
-            row,
+            alerts and hot.row.alerts,
+            hot.row,
             stream,
             state,
+            hot.snapshot_position if state is None else stream.position,
         )
 
-    def _persist_many(
-        self, staged: list[StagedAppend], in_transaction: TransactionHook | None
-    ) -> list[tuple[int, StreamInfo]]:
-        with self.database.session() as session:
-            written = [self._write(session, item) for item in staged]
-            if in_transaction is not None:
-                in_transaction(session, staged)
-            return written
+    async def _serving(self, row: StreamRow) -> ServingModel | None:
+        """The model version that serves the stream now (None: self-learning); a 409 when the stream is pinned
+        to a version that was deleted (or its model has none left): the stream must be re-pointed first."""
+        if row.model_name is None:
+            return None
+        try:
+            served = await self.pool.get(row.model_name, version=row.pinned_version, alias=row.alias)
+        except VersionNotFoundError as error:
+            raise StreamModelGoneError(
+                f"stream {row.id!r} cannot score: {error.detail} (deleted); point the stream at another version "
+                f"or alias with PUT /v1/streams/{row.id} (its stored points are kept)",
+                fields={"stream_id": row.id, "model": row.model_name, "version": row.pinned_version},
+            ) from error
+        return ServingModel(served.name, served.version, served.loaded.forecaster)
 
-    def _persist(self, staged: StagedAppend) -> tuple[int, StreamInfo]:
-        with self.database.session() as session:
-            return self._write(session, staged)
+    async def _replay_serving(self, row: StreamRow) -> ServingModel | None:
+        """The model version the stream's snapshot is bound to (`state_model_version`: a snapshot is taken at
+        every version change, so the readings after it were scored with it); None when not bound."""
+        if row.model_name is None or row.state_model_version is None:
+            return None
+        served = await self.pool.get(row.model_name, version=row.state_model_version)
+        return ServingModel(served.name, served.version, served.loaded.forecaster)
 
-    def _write(self, session: Session, staged: StagedAppend) -> tuple[int, StreamInfo]:
-        """Store one stream's points and state; the new revision and the stream as stored (no reload)."""
+    def _score(
+        self, hot: HotStream, serving: ServingModel | None, points: list[Reading]
+    ) -> tuple[list[ScoredPoint], list[AlarmEvent], str | None]:
+        """Score `points` (on the inference thread); also the snapshot JSON when one is due, else None."""
+        stream = hot.stream
+        stream.detector.set_sensitivity(hot.row.sensitivity)
+        bound = (stream.model, stream.model_version)
+        stream.bind(serving)
+        scored: list[ScoredPoint] = []
+        events: list[AlarmEvent] = []
+        for timestamp, value in points:
+            point, point_events = stream.append(timestamp, value)
+            scored.append(point)
+            events.extend(point_events)
+        rebound = (stream.model, stream.model_version) != bound  # a replay must not cross a version change
+        if rebound or stream.position - hot.snapshot_position >= self.snapshot_points:
+            return scored, events, json.dumps(stream.to_state(), allow_nan=False)
+        return scored, events, None
+
+    async def _restore(self, stream_id: str) -> HotStream:
+        """The stream's state rebuilt from its snapshot and the readings stored since (see app.streams.hot).
+
+        When the model version the snapshot is bound to was deleted, the readings after it cannot be replayed:
+        the stream gets a fresh detector at its position (the open alarm carried over), as after a change of
+        its model; the next append that scores binds it to the version serving then."""
+        stored = await run_blocking(read_stored, self.database, stream_id)
+        try:
+            serving = await self._replay_serving(stored.row) if stored.readings else None
+        except VersionNotFoundError:
+            return HotStream(stored.row, _orphaned(stored), stored.snapshot_position)
+        return await self.pool.infer(_rebuilt, stored, serving)
+
+    async def _restore_if_exists(self, stream_id: str) -> HotStream | None:
+        try:
+            return await self._restore(stream_id)
+        except NotFoundError:
+            return None
+
+    def _persist(self, staged: list[StagedAppend], in_transaction: TransactionHook | None) -> list[_Written]:
+        with self.database.session() as session:
+            _take_write_lock(session)
+            return self._write_all(session, staged, in_transaction)
+
+    def _write_all(
+        self, session: Session, staged: list[StagedAppend], in_transaction: TransactionHook | None
+    ) -> list[_Written]:
+        """Write every stream (rows locked in id order: one global order, so replicas do not deadlock)."""
+        order = sorted(range(len(staged)), key=lambda index: staged[index].stream_id)
+        by_index = {index: self._write(session, staged[index]) for index in order}
+        written = [by_index[index] for index in range(len(staged))]
+        if in_transaction is not None:
+            in_transaction(session, staged)
+        for item in written:
+            session.expunge(item.row)
+        return written
+
+    def _write(self, session: Session, staged: StagedAppend) -> _Written:
+        """Store one stream's points (and its snapshot when due) under the row lock; RevisionMovedError when the
+        row is not the one the points were scored against."""
         loaded, stream, scored = staged.row, staged.stream, staged.points
-        row = session.get(StreamRow, loaded.id)
-        if row is None or row.revision != loaded.revision:
+        row = session.get(StreamRow, loaded.id, with_for_update=True, options=[defer(StreamRow.state)])
+        if row is None:
             raise ConflictError(
-                f"stream {loaded.id!r} changed while these points were scored (deleted, reconfigured or "
-                "written by another process); nothing was stored, send the points again"
+                f"stream {loaded.id!r} was deleted while these points were scored; nothing was stored"
             )
+        if row.revision != loaded.revision:
+            raise RevisionMovedError(loaded.id)
         session.add_all(_point_row(loaded.id, point, staged.model_version) for point in scored)
         for event in staged.events:
             _apply_event(session, loaded.id, event)
         open_row = _refresh_open_episode(session, loaded.id, stream.policy.open_episode)
-        row.state = staged.state
+        if staged.state is not None:  # a core UPDATE: the cached row never holds the snapshot text
+            session.execute(
+                update(StreamRow)
+                .where(StreamRow.id == loaded.id)
+                .values(state=staged.state, state_position=stream.position)
+                .execution_options(synchronize_session=False)
+            )
         row.state_model_version = stream.model_version
         row.point_count = stream.position
         newest = max(point.timestamp for point in scored if point.timestamp is not None)
@@ -342,16 +545,15 @@ class StreamService:
         row.revision += 1
         self.alarm_sink(session, staged)
         episode = None if open_row is None else _stored_episode(open_row)
-        return row.revision, _info(row, episode, stream.status())
+        session.flush()
+        return _Written(row, _info(row, episode, stream.status()))
 
     # ---------------------------------------------------------------- helpers
     def _load(self, stream_id: str) -> _Loaded:
         with self.database.session() as session:
-            row = session.get(StreamRow, stream_id)
+            row = session.get(StreamRow, stream_id, options=[defer(StreamRow.state)])
             if row is None:
-                raise NotFoundError(
-                    f"stream {stream_id!r} does not exist; create it with PUT /v1/streams/{stream_id}"
-                )
+                raise not_found(stream_id)
             episode = session.scalars(
                 select(StreamEpisodeRow).where(
                     StreamEpisodeRow.stream_id == stream_id, StreamEpisodeRow.resolved_at.is_(None)
@@ -360,10 +562,37 @@ class StreamService:
             session.expunge(row)
             return _Loaded(row, None if episode is None else _stored_episode(episode))
 
-    def _remember(self, stream_id: str, revision: int, stream: StreamState) -> None:
-        self._states[stream_id] = (revision, stream)
+    def _remember(self, stream_id: str, hot: HotStream) -> None:
+        self._states[stream_id] = hot
+        self._states.move_to_end(stream_id)
         while len(self._states) > MAX_CACHED_STATES:
             self._states.popitem(last=False)
+
+
+def _take_write_lock(session: Session) -> None:
+    """Begin a write transaction: on SQLite take the write lock first (BEGIN IMMEDIATE, waiting up to the busy
+    timeout), so a read followed by a write never fails on a snapshot another writer made stale. On other
+    databases the stream row is locked by SELECT ... FOR UPDATE instead."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text("BEGIN IMMEDIATE"))
+
+
+def _contended(what: str) -> ConflictError:
+    return ConflictError(
+        f"{what} kept changing while these points were scored (written by other processes); "
+        "nothing was stored, send the points again"
+    )
+
+
+@contextmanager
+def _naming(stream_id: str | None) -> Iterator[None]:
+    """Prefix a refusal with the stream it is about (streams of a multi-stream batch); None: unchanged."""
+    try:
+        yield
+    except TswatchError as error:
+        if stream_id is None:
+            raise
+        raise type(error)(f"stream {stream_id!r}: {error.detail}", fields=error.fields) from error
 
 
 # -------------------------------------------------------------------- validation
@@ -428,26 +657,47 @@ def _binding(row: StreamRow) -> tuple[str | None, str | None, int | None, int | 
     return (row.model_name, row.alias, row.pinned_version, row.learning_points)
 
 
-def _stored_state(row: StreamRow) -> StreamState:
-    """The row's stream state (upgraded from an older format when needed), or a fresh one."""
+def _state_of(row: StreamRow, state: str | None) -> StreamState:
+    """The stream state stored as `state` (upgraded from an older format when needed), or a fresh one at the
+    row's position when there is none."""
     config = _detector_config(row.learning_points)
-    if row.state is None:
+    if state is None:
         return StreamState.fresh(config, row.sensitivity, position=row.point_count)
-    return StreamState.from_state(json.loads(row.state), config, row.sensitivity)
+    return StreamState.from_state(json.loads(state), config, row.sensitivity)
 
 
-def _stored_status(row: StreamRow) -> DetectorStatus:
-    return _stored_state(row).status()
+def _config(row: StreamRow) -> tuple[Any, ...]:
+    """What decides how a stream scores: binding, sensitivity and the model version its state is bound to."""
+    return (*_binding(row), row.sensitivity, row.state_model_version)
 
 
-def _reset_state(row: StreamRow, config: StreamConfig) -> str:
+def _rebuilt(stored: StoredStream, serving: ServingModel | None) -> HotStream:
+    """The stream as of its row: the snapshot with the readings stored after it replayed (inference thread)."""
+    stream = _snapshot_state(stored)
+    replay(stream, serving, stored.readings)
+    return HotStream(stored.row, stream, stored.snapshot_position)
+
+
+def _orphaned(stored: StoredStream) -> StreamState:
+    """A fresh detector at the stream's position, keeping the snapshot's alarm policy (its open alarm)."""
+    snapshot = _snapshot_state(stored)
+    config = _detector_config(stored.row.learning_points)
+    return StreamState.fresh(config, stored.row.sensitivity, stored.row.point_count, snapshot.policy)
+
+
+def _snapshot_state(stored: StoredStream) -> StreamState:
+    """The state of a stream's snapshot (before the readings stored after it are replayed)."""
+    if stored.state is None:
+        config = _detector_config(stored.row.learning_points)
+        return StreamState.fresh(config, stored.row.sensitivity, position=stored.snapshot_position)
+    return _state_of(stored.row, stored.state)
+
+
+def _reset(stream: StreamState, config: StreamConfig) -> StreamState:
     """A fresh detector for the new configuration; the position continues and an open alarm carries over."""
-    assert row.state is not None
-    policy = AlarmPolicy.from_state(json.loads(row.state)["policy"])
-    fresh = StreamState.fresh(
-        _detector_config(config.learning_points), config.sensitivity, row.point_count, policy
+    return StreamState.fresh(
+        _detector_config(config.learning_points), config.sensitivity, stream.position, stream.policy
     )
-    return json.dumps(fresh.to_state(), allow_nan=False)
 
 
 # -------------------------------------------------------------------- rows

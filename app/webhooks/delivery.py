@@ -5,6 +5,14 @@ only delays a retry), resolve the URL once and check every address (fail closed)
 address (`pinned_request_kwargs`) on a fresh connection with a fresh client (`trust_env=False`, no redirects),
 sign with the same webhook-id and a fresh timestamp, and record the attempt.
 
+Replicas: any number of servers may run this worker over one database. A delivery is claimed by exactly one of
+them: on PostgreSQL the due rows are selected `FOR UPDATE SKIP LOCKED` (a replica never sees a row another is
+claiming), and everywhere the lease is a compare-and-set on `next_attempt_at`. A replica that dies mid-attempt
+leaves its lease to expire; another replica then retries with the same webhook-id (so a receiver may see an id
+twice only when its claimant died between sending and recording: deduplicate on webhook-id). Events recorded by
+other replicas are found by polling, at least every `IDLE_POLL_SECONDS`; the lease assumes the replicas' clocks
+agree to well within `LEASE_MARGIN_SECONDS`.
+
 Bounded cost: `webhook_timeout_seconds` is a TOTAL deadline per attempt (resolve, connect, send, response
 headers), enforced with `asyncio.timeout` around all of it, so a receiver trickling header bytes cannot stretch
 an attempt (httpx's own timeouts are per phase and reset on every byte). The response body is never read: the
@@ -249,6 +257,10 @@ class DeliveryWorker:
             .where(DeliveryRow.id.not_in(seen), DeliveryRow.endpoint_id.not_in(full))
             .order_by(DeliveryRow.next_attempt_at, DeliveryRow.created_at)
             .limit(size)
+            # PostgreSQL: rows another replica is claiming right now are skipped, not waited for (only the
+            # delivery rows are locked, so records of attempts on the same endpoint are never blocked).
+            # SQLite renders no FOR UPDATE: its single writer and the lease's compare-and-set suffice.
+            .with_for_update(skip_locked=True, of=DeliveryRow)
         ).all()
 
     def _full(self, load: dict[str, int]) -> set[str]:

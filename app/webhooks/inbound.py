@@ -155,13 +155,20 @@ def verify_inbound(active: Sequence[tuple[str, str]], headers: Mapping[str, str]
         )
     for secret_id, secret in active:
         try:
-            return MessageKey(secret_id, verify([secret], headers, body))
+            return MessageKey(secret_id, _storable(verify([secret], headers, body)))
         except SignatureError as error:
             if error.code != "no_match":  # headers or timestamp: the same for every secret
                 raise _rejected(error) from None
         except ValueError as error:  # a malformed stored secret
             raise _rejected(error) from None
     raise _rejected(f"no matching signature (checked against {len(active)} active secret(s))")
+
+
+def _storable(msg_id: str) -> str:
+    """The verified webhook-id, if it fits the idempotency table (else a rejection, not a database error)."""
+    if len(msg_id) > InboundMessageRow.MSG_ID_LENGTH:
+        raise _rejected(f"webhook-id is longer than {InboundMessageRow.MSG_ID_LENGTH} characters")
+    return msg_id
 
 
 def _is(key: MessageKey) -> ColumnElement[bool]:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.orm import Session
 
 from app.errors import InvalidInputError, NotFoundError
@@ -21,6 +21,7 @@ from app.webhooks.signing import generate_secret
 from app.webhooks.ssrf import DestinationPolicy, UnsafeDestinationError
 
 MAX_LISTED_DELIVERIES = 1000
+DeliveryKey = tuple[datetime, str]  # (created_at, id): where a page of the delivery log ends
 
 
 @dataclass(frozen=True)
@@ -176,16 +177,31 @@ class EndpointStore:
             )
             return message_id, deliveries[0], PENDING if row.enabled else HELD
 
-    def deliveries(self, endpoint_id: str, limit: int = 100) -> builtins.list[DeliveryInfo]:
-        """Newest first, each with every attempt (oldest first)."""
+    def deliveries(
+        self, endpoint_id: str, limit: int = 100, after: DeliveryKey | None = None
+    ) -> builtins.list[DeliveryInfo]:
+        """Newest first (then by id), each with every attempt (oldest first): those after `after` (the
+        (created_at, id) of a page's last delivery; from the newest when None), at most `limit` (capped at
+        MAX_LISTED_DELIVERIES + 1: a full page and the look-ahead that says whether another follows)."""
+        query = (
+            select(DeliveryRow, MessageRow.event_type)
+            .join(MessageRow, MessageRow.id == DeliveryRow.message_id)
+            .where(DeliveryRow.endpoint_id == endpoint_id)
+        )
+        if after is not None:
+            created_at, delivery_id = after
+            query = query.where(
+                or_(
+                    DeliveryRow.created_at < created_at,
+                    and_(DeliveryRow.created_at == created_at, DeliveryRow.id > delivery_id),
+                )
+            )
         with self.database.session() as session:
             _endpoint(session, endpoint_id)
             rows = session.execute(
-                select(DeliveryRow, MessageRow.event_type)
-                .join(MessageRow, MessageRow.id == DeliveryRow.message_id)
-                .where(DeliveryRow.endpoint_id == endpoint_id)
-                .order_by(DeliveryRow.created_at.desc(), DeliveryRow.id)
-                .limit(min(limit, MAX_LISTED_DELIVERIES))
+                query.order_by(DeliveryRow.created_at.desc(), DeliveryRow.id).limit(
+                    min(limit, MAX_LISTED_DELIVERIES + 1)
+                )
             ).all()
             attempts: dict[str, list[AttemptInfo]] = {row.id: [] for row, _ in rows}
             for attempt in session.scalars(

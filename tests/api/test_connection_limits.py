@@ -58,8 +58,8 @@ class Answer:
 
 
 @pytest.fixture
-def server(tiny_models_dir: Path, server_factory: Any) -> Any:
-    return server_factory(tiny_models_dir, **LIMITS)
+def server(tiny_registry_dir: Path, server_factory: Any) -> Any:
+    return server_factory(tiny_registry_dir, **LIMITS)
 
 
 def connect(stack: ExitStack, base_url: str) -> socket.socket:

@@ -4,6 +4,7 @@ what to change; anomalies are counted; the answer shape is shared."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,8 @@ def assert_same_points(answered: list[dict[str, Any]], expected: list[ScoredPoin
         assert (None if stamp is None else to_naive_utc(datetime.fromisoformat(stamp))) == want.timestamp
 
 
-def test_model_less_detect_is_detect_series_bitwise(tiny_models_dir: Path, server_factory) -> None:
-    server = server_factory(tiny_models_dir, TSWATCH_TORCH_THREADS="1")
+def test_model_less_detect_is_detect_series_bitwise(tiny_registry_dir: Path, server_factory) -> None:
+    server = server_factory(tiny_registry_dir, TSWATCH_TORCH_THREADS="1")
     stamps, values = quirky()
     rng = np.random.default_rng(5)
     sparse = np.where(rng.random(300) < 0.05, rng.exponential(3.0, 300), 0.0).tolist()  # mostly zero
@@ -70,8 +71,10 @@ def test_model_less_detect_is_detect_series_bitwise(tiny_models_dir: Path, serve
     assert f'tswatch_anomalies_total{{model="",version=""}} {float(flagged)}' in metrics
 
 
-def test_model_detect_is_a_local_fold_of_score_reading(tiny_models_dir: Path, server_factory) -> None:
-    server = server_factory(tiny_models_dir, TSWATCH_TORCH_THREADS="1")
+def test_model_detect_is_a_local_fold_of_score_reading(
+    tiny_registry_dir: Path, make_settings: Callable[..., Settings], server_factory
+) -> None:
+    server = server_factory(tiny_registry_dir, TSWATCH_TORCH_THREADS="1")
     stamps, values = quirky()
     with server.client() as client:
         reply = client.post(
@@ -82,7 +85,7 @@ def test_model_detect_is_a_local_fold_of_score_reading(tiny_models_dir: Path, se
     assert answer["model"] == {"name": "tiny", "version": 2}
     assert answer["learning_points"] == 100 and answer["sensitivity"] == 0.5
     torch.set_num_threads(1)
-    registry = open_registry(Settings(models_dir=tiny_models_dir))
+    registry = open_registry(make_settings(models_dir=tiny_registry_dir))
     forecaster = registry.load(registry.resolve("tiny", version=2)).forecaster
     detector, forecasts = Detector(), ModelForecasts(forecaster)
     expected = [score_reading(detector, forecasts, t, v) for t, v in zip(stamps, values, strict=True)]
@@ -90,8 +93,8 @@ def test_model_detect_is_a_local_fold_of_score_reading(tiny_models_dir: Path, se
     assert expected[-1].expected != detect_series(stamps, values)[-1].expected  # the model's forecasts
 
 
-def test_refusals_name_what_to_change(tiny_models_dir: Path, server_factory) -> None:
-    server = server_factory(tiny_models_dir, TSWATCH_MAX_DETECT_POINTS="1000")
+def test_refusals_name_what_to_change(tiny_registry_dir: Path, server_factory) -> None:
+    server = server_factory(tiny_registry_dir, TSWATCH_MAX_DETECT_POINTS="1000")
     stamps, values = quirky()
     with server.client() as client:
         for path in ("/v1/detect", "/v1/models/tiny/detect"):

@@ -67,8 +67,8 @@ def check_forecast(forecast: dict, series: dict, horizon: int, levels: list[floa
     assert (np.abs(mean - 10.0) < 15.0).all()
 
 
-def test_forecast_detect_health_metrics_and_docs(tiny_models_dir, server_factory):
-    server = server_factory(tiny_models_dir)
+def test_forecast_detect_health_metrics_and_docs(tiny_registry_dir, server_factory):
+    server = server_factory(tiny_registry_dir)
     with server.client() as client:
         # One series; horizon and levels default to the model's horizon and [80, 95].
         one = hourly(48, "one")

@@ -515,8 +515,8 @@ def error_cases() -> list[Case]:
     return cases + unparsable_cases() + strict_number_cases()
 
 
-def test_client_errors_are_problem_documents(tiny_models_dir, server_factory):
-    server = server_factory(tiny_models_dir)
+def test_client_errors_are_problem_documents(tiny_registry_dir, server_factory):
+    server = server_factory(tiny_registry_dir)
     failures = []
     with server.client() as client:
         for case in error_cases():
@@ -530,9 +530,9 @@ def test_client_errors_are_problem_documents(tiny_models_dir, server_factory):
     assert not failures, "\n".join(failures)
 
 
-def test_bodies_over_the_limit_are_413_with_or_without_content_length(tiny_models_dir, server_factory):
+def test_bodies_over_the_limit_are_413_with_or_without_content_length(tiny_registry_dir, server_factory):
     limit = 2048
-    server = server_factory(tiny_models_dir, TSWATCH_MAX_BODY_BYTES=str(limit))
+    server = server_factory(tiny_registry_dir, TSWATCH_MAX_BODY_BYTES=str(limit))
     big = json.dumps({"series": [hourly(200)]}).encode()
     assert len(big) > 2 * limit
     small = json.dumps({"series": [hourly(24)]}).encode()

@@ -26,9 +26,9 @@ CLIENTS = 4
 RUNAWAY_SECONDS = 600.0
 
 
-def publish_copy(models_dir, name: str, version: int) -> int:
+def publish_copy(settings: Settings, name: str, version: int) -> int:
     """Register a new version holding `version`'s network (a real publish: artifact folder plus database row)."""
-    registry = open_registry(Settings(models_dir=models_dir))
+    registry = open_registry(settings)
     info = registry.get_version(name, version)
     loaded = registry.load(info)
     manifest = loaded.manifest.model_copy(update={"version": None, "weights": None})
@@ -83,9 +83,11 @@ class Load:
             return Counter(outcome[1] for outcome in self.outcomes if outcome[1] != 200)
 
 
-def test_alias_moves_under_load_and_a_corrupt_version_never_serves(models_dir, server_factory, run_cli):
+def test_alias_moves_under_load_and_a_corrupt_version_never_serves(
+    models_dir, make_settings, server_factory, run_cli
+):
     # v3 is published up front (so the load phase stays short) and broken: its weights no longer match.
-    assert publish_copy(models_dir, "tiny", 2) == 3
+    assert publish_copy(make_settings(models_dir=models_dir), "tiny", 2) == 3
     corrupt(models_dir / "tiny" / "3" / WEIGHTS_FILE)
 
     server = server_factory(models_dir)

@@ -53,9 +53,9 @@ def forecast(server) -> dict:  # type: ignore[no-untyped-def]
     return response.json()
 
 
-def test_worker_and_in_process_inference_give_the_same_forecasts(tiny_models_dir, server_factory):
-    in_worker = forecast(server_factory(tiny_models_dir))
-    in_thread = forecast(server_factory(tiny_models_dir, TSWATCH_INFERENCE_PROCESS="false"))
+def test_worker_and_in_process_inference_give_the_same_forecasts(tiny_registry_dir, server_factory):
+    in_worker = forecast(server_factory(tiny_registry_dir))
+    in_thread = forecast(server_factory(tiny_registry_dir, TSWATCH_INFERENCE_PROCESS="false"))
     assert in_worker["model"] == in_thread["model"]
     for a, b in zip(in_worker["forecasts"], in_thread["forecasts"], strict=True):
         assert a["timestamps"] == b["timestamps"]
@@ -66,8 +66,8 @@ def test_worker_and_in_process_inference_give_the_same_forecasts(tiny_models_dir
             )
 
 
-def test_a_killed_worker_is_replaced_and_the_server_keeps_answering(tiny_models_dir, server_factory):
-    server = server_factory(tiny_models_dir)
+def test_a_killed_worker_is_replaced_and_the_server_keeps_answering(tiny_registry_dir, server_factory):
+    server = server_factory(tiny_registry_dir)
     before = forecast(server)
     (worker,) = wait_for(lambda: children(server.process.pid))
     os.kill(worker, signal.SIGKILL)

@@ -15,7 +15,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.registry.artifacts import MANIFEST_FILE, WEIGHTS_FILE
 from app.registry.factory import open_registry
-from app.settings import Settings
 
 pytestmark = pytest.mark.slow
 
@@ -91,12 +90,12 @@ def test_answers_name_the_version_and_the_log_has_the_path(models_dir, server_fa
     assert f"tiny v2 failed verification: {models_dir / 'tiny' / '2' / MANIFEST_FILE}" in log
 
 
-def test_a_corrupt_version_is_read_once_until_its_files_change(models_dir, server_factory):
+def test_a_corrupt_version_is_read_once_until_its_files_change(models_dir, make_settings, server_factory):
     """The alias watcher does not re-read and re-hash a corrupt version every poll; a repaired one loads."""
     weights = models_dir / "tiny" / "2" / WEIGHTS_FILE
     original = flip_bytes(weights)
     server = server_factory(models_dir)
-    registry = open_registry(Settings(models_dir=models_dir))
+    registry = open_registry(make_settings(models_dir=models_dir))
     try:
         registry.set_alias("tiny", "production", 2)
     finally:

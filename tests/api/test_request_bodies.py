@@ -138,9 +138,9 @@ def test_integers_and_decimals_are_numbers(models_dir: Path, server_factory: Any
         assert client.put("/v1/models/tiny/aliases/staging", json={"version": 2}).status_code == 200
 
 
-def test_bodies_cut_short_leave_no_traceback(tiny_models_dir: Path, server_factory: Any) -> None:
+def test_bodies_cut_short_leave_no_traceback(tiny_registry_dir: Path, server_factory: Any) -> None:
     body_timeout = 1.0
-    server = server_factory(tiny_models_dir, TSWATCH_BODY_TIMEOUT_SECONDS=str(body_timeout))
+    server = server_factory(tiny_registry_dir, TSWATCH_BODY_TIMEOUT_SECONDS=str(body_timeout))
     # Routes that read their body in the route (forecast), in a dependency (hook) and in FastAPI (detect).
     paths = ["/v1/models/tiny/forecast", "/v1/hooks/points", "/v1/models/tiny/detect"]
     with ExitStack() as stack:

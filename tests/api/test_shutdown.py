@@ -27,8 +27,8 @@ def hourly(n: int, series_id: str, start: str = "2000-01-01") -> dict:
     }
 
 
-def test_sigterm_lets_in_flight_requests_finish_then_exits_zero(tiny_models_dir, server_factory):
-    server = server_factory(tiny_models_dir)
+def test_sigterm_lets_in_flight_requests_finish_then_exits_zero(tiny_registry_dir, server_factory):
+    server = server_factory(tiny_registry_dir)
     # seconds of scoring (the model-less detector: the model route steps the network per reading, minutes)
     detect_body = {"series": [hourly(4_000, "long-a"), hourly(4_000, "long-b")]}
     outcome: list[httpx.Response | Exception] = []

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser]
+# The browser sees only HTTP: the server's backend is covered by the API suites, so one (SQLite) run suffices.
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.sqlite_only]
 
 CHROMIUM = Path(os.environ.get("TSWATCH_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [

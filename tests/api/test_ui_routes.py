@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,8 @@ from app.settings import Settings
 pytestmark = pytest.mark.slow
 
 
-def test_page_static_files_and_data_routes(models_dir: Path) -> None:
-    application = create_app(Settings(models_dir=models_dir))
+def test_page_static_files_and_data_routes(models_dir: Path, make_settings: Callable[..., Settings]) -> None:
+    application = create_app(make_settings(models_dir=models_dir))
     with TestClient(application) as client:
         redirect = client.get("/ui", follow_redirects=False)
         assert redirect.status_code == 307 and redirect.headers["location"] == "/ui/"

@@ -58,6 +58,24 @@ def test_create_without_json_prints_the_key_once(cli, store):
     assert store.authenticate(key) is not None
 
 
+def test_the_first_key_says_the_server_now_requires_keys_and_how_to_make_an_admin_key(cli, store):
+    first = run(cli, "create", "--role", "read", "--json")
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["role"] == "read"  # stdout stays the JSON
+    notice = " ".join(first.stderr.split())
+    assert "the server now requires a key for every request, of every role" in notice
+    assert "tswatch keys create --role admin" in notice
+
+    second = run(cli, "create", "--role", "write", "--json")
+    assert second.exit_code == 0 and second.stderr == ""
+
+
+def test_a_first_admin_key_needs_no_admin_hint(cli, store):
+    result = run(cli, "create", "--role", "admin")
+    assert "requires a key for every request" in " ".join(result.stderr.split())
+    assert "tswatch keys create --role admin" not in result.stderr
+
+
 def test_list_never_shows_secrets(cli):
     created = create(cli, "admin", "ops")
     listed = run(cli, "list", "--json")

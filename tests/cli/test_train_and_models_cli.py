@@ -62,6 +62,10 @@ def test_train_then_inspect_and_alias_through_the_cli(run_cli, csv_path, registr
     )
     out = flat(trained.stdout)
     assert "Registered cli-model version 1" in out
+    # stdout is a pipe: whole progress lines, no bar fragments, no `file.py:123` suffixes
+    assert "cli-model: training up to" in trained.stdout and "cli-model: epoch   1" in trained.stdout
+    assert "cli-model epoch" not in trained.stdout and "ETA" not in trained.stdout  # the bar's text
+    assert ".py:" not in trained.stdout
     for text in ("Test split", "MAE", "RMSE", "model", "seasonal naive", "random walk"):
         assert text in out, text
     assert "Prediction intervals" in out and "coverage" in out and "80%" in out

@@ -306,7 +306,8 @@ def result_frame(scores: np.ndarray) -> pd.DataFrame:
 @pytest.mark.parametrize(
     ("frame", "message"),
     [
-        (pd.DataFrame({"timestamp": TIMESTAMPS, "score": 0.1}), r"a\.csv: missing column 'anomaly_score'"),
+        (pd.DataFrame({"timestamp": TIMESTAMPS, "scores": 0.1}), r"a\.csv: missing column 'anomaly_score'"),
+        (pd.DataFrame({"timestamp": TIMESTAMPS, "score": "high"}), r"a\.csv: column 'score' is NaN or not"),
         (result_frame(np.full(N_ROWS, 1.5)), r"a\.csv: column 'anomaly_score' is 1\.5 .* outside \[0, 1\]"),
         (result_frame(np.full(N_ROWS, np.nan)), r"a\.csv: column 'anomaly_score' is NaN"),
         (pd.DataFrame({"anomaly_score": [0.1]}), r"a\.csv: missing column 'timestamp'"),
@@ -386,6 +387,39 @@ def test_cli_bad_input_exits_2_with_one_line_error(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert result.stderr.strip() == "error: cat/b.csv: data file has no results"
     assert "Traceback" not in result.output
+
+
+def test_cli_reads_tswatch_detect_output_as_is(tmp_path: Path, run_cli, tiny_models_dir: Path) -> None:
+    """`tswatch detect FILE --out RESULTS/<category>/<file>.csv` then `tswatch evaluate`, nothing in between:
+    the `score` column is read, its empty cells (the learning period) count as 0."""
+    stamps = pd.date_range("2024-01-01", periods=400, freq="h")
+    values = 10 + np.sin(np.arange(400) * 2 * np.pi / 24) + np.random.default_rng(0).normal(0, 0.1, 400)
+    values[300] += 8
+    data = write_csv(
+        tmp_path / "data" / "cat" / "spiky.csv", pd.DataFrame({"timestamp": stamps, "value": values})
+    )
+    labels = tmp_path / "windows.json"
+    labels.write_text(json.dumps({"cat/spiky.csv": [[str(stamps[295]), str(stamps[305])]]}))
+    out = tmp_path / "results" / "cat" / "spiky.csv"
+    out.parent.mkdir(parents=True)
+    detected = run_cli(tiny_models_dir, "detect", str(data), "--out", str(out))
+    assert detected.returncode == 0, detected.stderr
+    assert pd.read_csv(out)["score"].isna().sum() >= 100  # the learning period is left empty
+
+    args = [
+        "evaluate",
+        "--data",
+        str(tmp_path / "data"),
+        "--labels",
+        str(labels),
+        "--scores",
+        str(out.parents[1]),
+    ]
+    evaluated = run_cli(tiny_models_dir, *args, "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = json.loads(evaluated.stdout)
+    assert report["n_files"] == 1
+    assert report["point_adjusted"]["recall"] == 1.0
 
 
 # ---------------------------------------------------------------------------------------- real data

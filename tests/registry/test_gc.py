@@ -1,12 +1,14 @@
 """Leftovers of killed publishes: real publishing processes SIGKILL themselves at chosen moments (after writing
-the staging folder, after claiming the version number), then `tswatch models gc` or a server restart cleans
-up; no number is burned and registered versions are never touched."""
+the staging folder, after committing the version), and numbered folders without a row (what older code left when
+killed after claiming a number); then `tswatch models gc` or a server restart cleans up; no number is burned and
+registered versions are never touched."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from app.registry.artifacts import read_manifest, read_weights
+from app.registry.artifacts import WEIGHTS_FILE, read_manifest, read_weights
 from app.registry.factory import open_registry
-from app.registry.gc import DEFAULT_MIN_AGE_SECONDS
+from app.registry.gc import DEFAULT_MIN_AGE_SECONDS, collect
 from app.registry.layout import publish_lock
 from app.settings import Settings
 
@@ -46,8 +48,8 @@ def die_after(step):
 
 if moment == "written":
     store.write_artifact = die_after(store.write_artifact)
-elif moment == "claimed":
-    store.Registry._claim_version = die_after(store.Registry._claim_version)
+elif moment == "committed":
+    store.Registry._commit_version = die_after(store.Registry._commit_version)
 manifest = read_manifest(source)
 open_registry(Settings(models_dir=target)).publish(name, read_weights(source, manifest), manifest)
 """
@@ -84,18 +86,23 @@ def backdate(model_dir: Path, seconds: float) -> None:
         os.utime(path, (stamp, stamp), follow_symlinks=False)
 
 
+def claimed_by_older_code(source: Path, folder: Path) -> None:
+    """A numbered folder without a row: what a publish by older code (folder claimed before the row) left."""
+    folder.parent.mkdir(exist_ok=True)
+    shutil.copytree(source, folder)
+
+
 @pytest.fixture
 def crashed(models_dir: Path) -> dict[str, Any]:
-    """`tiny` (v1, v2 registered) after three killed publishes: one left a complete staging folder, two a claimed
-    but unregistered folder 3 (the second claim reused 3); and a first publish of `fresh` killed after its claim."""
+    """`tiny` (v1, v2 registered) after a killed publish that left a complete staging folder and an unregistered
+    folder 3 left by older code; and an unregistered folder 1 of `fresh`, a model with no row at all."""
     registry = open_registry(Settings(models_dir=models_dir))
     source = registry.get_version("tiny", 1).path
     registry.database.dispose()
     registered = {version: tree_digest(models_dir / "tiny" / str(version)) for version in (1, 2)}
-    killed_publish(source, models_dir, "tiny", "claimed")
+    claimed_by_older_code(source, models_dir / "tiny" / "3")
     killed_publish(source, models_dir, "tiny", "written")
-    killed_publish(source, models_dir, "tiny", "claimed")
-    killed_publish(source, models_dir, "fresh", "claimed")
+    claimed_by_older_code(source, models_dir / "fresh" / "1")
     tiny = entries(models_dir / "tiny")
     assert {"1", "2", "3"} <= tiny and len(tiny) == 4, tiny  # the staging folder; no number burned (no "4")
     assert [name for name in tiny if name.startswith(".staging-")]
@@ -173,16 +180,22 @@ def test_server_start_removes_leftovers_older_than_the_safety_age(
 
 
 @pytest.mark.slow
-def test_a_killed_claim_does_not_burn_its_number(models_dir: Path) -> None:
+def test_a_publish_killed_after_its_commit_loses_nothing(models_dir: Path) -> None:
     registry = open_registry(Settings(models_dir=models_dir))
     try:
         source = registry.get_version("tiny", 2).path
-        killed_publish(source, models_dir, "tiny", "claimed")
-        assert (models_dir / "tiny" / "3").is_dir() and registry.get_model("tiny").versions == [1, 2]
+        killed_publish(source, models_dir, "tiny", "committed")
+        assert registry.get_model("tiny").versions == [1, 2, 3]  # the rows are the commit point
+        assert not (models_dir / "tiny" / "3").exists()  # killed before its folder was renamed into place
+        assert [name for name in entries(models_dir / "tiny") if name.startswith(".staging-")]
+        loaded = registry.load(registry.get_version("tiny", 3))  # copied from the database, verified
+        assert loaded.version == 3
+        assert (models_dir / "tiny" / "3" / WEIGHTS_FILE).read_bytes() == (source / WEIGHTS_FILE).read_bytes()
         manifest = read_manifest(source)
         info = registry.publish("tiny", read_weights(source, manifest), manifest, alias="production")
-        assert info.version == 3 and registry.resolve("tiny").version == 3
-        assert registry.load(info).version == 3  # the folder holds this publish's verified artifact
-        assert entries(models_dir / "tiny") == {"1", "2", "3"}
+        assert info.version == 4 and registry.load(info).version == 4
+        removed = collect(registry, min_age_seconds=0)
+        assert [(item.kind, item.action) for item in removed] == [("staging", "removed")]
+        assert entries(models_dir / "tiny") == {"1", "2", "3", "4"}
     finally:
         registry.database.dispose()

@@ -1,4 +1,5 @@
-"""`tswatch db upgrade` and `tswatch db current` through the `tswatch` command, on a temporary SQLite registry."""
+"""`tswatch db upgrade` and `tswatch db current` through the `tswatch` command, on a temporary SQLite registry
+or a fresh PostgreSQL database."""
 
 import pytest
 from typer.testing import CliRunner
@@ -10,9 +11,12 @@ from app.storage.schema import current_revision, head_revision
 
 
 @pytest.fixture
-def cli(tmp_path, monkeypatch):
+def cli(tmp_path, monkeypatch, database_url):
     monkeypatch.setenv("TSWATCH_MODELS_DIR", str(tmp_path / "models"))
-    monkeypatch.delenv("TSWATCH_DATABASE_URL", raising=False)
+    if database_url is None:
+        monkeypatch.delenv("TSWATCH_DATABASE_URL", raising=False)
+    else:
+        monkeypatch.setenv("TSWATCH_DATABASE_URL", database_url)
     return tswatch
 
 

@@ -1,4 +1,4 @@
-"""Alembic migrations on real SQLite files: a new database, a database made by the create_all code that came
+"""Alembic migrations on real SQLite files and PostgreSQL databases: a new database, a database made by the create_all code that came
 before migrations (upgraded in place, rows kept), and processes starting together."""
 
 import subprocess
@@ -31,8 +31,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def empty(tmp_path):
-    database = Database(f"sqlite:///{tmp_path / 'registry.db'}")
+def empty(tmp_path, database_url):
+    """A database without any table (a fresh SQLite file or PostgreSQL database, per the backend parameter)."""
+    database = Database(database_url or f"sqlite:///{tmp_path / 'registry.db'}")
     yield database
     database.dispose()
 
@@ -114,7 +115,7 @@ def make_legacy_database(database):
 
 def test_a_new_database_is_upgraded_to_exactly_the_metadata(empty):
     create_schema(empty)
-    assert current_revision(empty) == head_revision() == "0002_stream_detector"
+    assert current_revision(empty) == head_revision() == "0004_version_deletes"
     assert schema_differences(empty) == []
     inspector = inspect(empty.engine)
     assert inspector.get_pk_constraint("stream_points")["constrained_columns"] == ["stream_id", "position"]
@@ -211,8 +212,8 @@ sys.exit(0 if revision == head_revision() else 3)
 
 
 @pytest.mark.slow
-def test_processes_creating_one_new_database_at_once_all_succeed(tmp_path):
-    url = f"sqlite:///{tmp_path / 'registry.db'}"
+def test_processes_creating_one_new_database_at_once_all_succeed(tmp_path, database_url):
+    url = database_url or f"sqlite:///{tmp_path / 'registry.db'}"
     go = tmp_path / "go"
     ready = [tmp_path / f"ready-{index}" for index in range(4)]
     processes = [

@@ -1,4 +1,4 @@
-"""StreamService on a real SQLite database and a real ModelPool over a copy of the tiny registry."""
+"""StreamService on a real database (SQLite or PostgreSQL) and a real ModelPool over a copy of the tiny registry."""
 
 from __future__ import annotations
 
@@ -25,11 +25,10 @@ from .helpers import hourly_series
 pytestmark = pytest.mark.slow
 
 
-def run_with_service(models_dir: Path, scenario: Callable[[StreamService], Awaitable[Any]]) -> Any:
+def run_with_service(settings: Settings, scenario: Callable[[StreamService], Awaitable[Any]]) -> Any:
     """A fresh service (new database connection, new pool) per call, like a server restart."""
 
     async def main() -> Any:
-        settings = Settings(models_dir=models_dir)
         database = open_database(settings)
         executor = ThreadPoolExecutor(max_workers=1)
         pool = ModelPool(open_registry(settings, database), executor, answer_forecasts)
@@ -41,6 +40,11 @@ def run_with_service(models_dir: Path, scenario: Callable[[StreamService], Await
             database.dispose()
 
     return asyncio.run(main())
+
+
+@pytest.fixture
+def settings(models_dir: Path, make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings(models_dir=models_dir)
 
 
 def batch(start: int, count: int, spike_at: int | None = None) -> list[tuple[Any, float]]:
@@ -57,7 +61,7 @@ def outputs(result: Any) -> list[tuple[Any, ...]]:
     ]
 
 
-def test_append_scores_after_history_and_reports_stream(models_dir: Path) -> None:
+def test_append_scores_after_history_and_reports_stream(settings: Settings) -> None:
     async def scenario(service: StreamService) -> None:
         info, created = await service.upsert("s1", "tiny", learning_points=20)
         assert created and info.point_count == 0 and info.last_timestamp is None
@@ -75,10 +79,10 @@ def test_append_scores_after_history_and_reports_stream(models_dir: Path) -> Non
         with pytest.raises(NotFoundError):
             await service.get("s1")
 
-    run_with_service(models_dir, scenario)
+    run_with_service(settings, scenario)
 
 
-def test_duplicate_late_and_missing_readings_are_stored_unscored(models_dir: Path) -> None:
+def test_duplicate_late_and_missing_readings_are_stored_unscored(settings: Settings) -> None:
     async def scenario(service: StreamService) -> None:
         await service.upsert("s1", None, learning_points=20)
         await service.append("s1", batch(0, 40))
@@ -100,10 +104,10 @@ def test_duplicate_late_and_missing_readings_are_stored_unscored(models_dir: Pat
         with pytest.raises(InvalidInputError, match="finite number or null"):
             await service.append("s1", [(good[2][0], float("nan"))])
 
-    run_with_service(models_dir, scenario)
+    run_with_service(settings, scenario)
 
 
-def test_self_learning_settings_and_reset(models_dir: Path) -> None:
+def test_self_learning_settings_and_reset(settings: Settings) -> None:
     async def scenario(service: StreamService) -> None:
         for bad in (19, 10_001):
             with pytest.raises(InvalidInputError) as refused:
@@ -127,20 +131,15 @@ def test_self_learning_settings_and_reset(models_dir: Path) -> None:
         result = await service.append("s1", batch(65, 26))
         assert result.model_version == 1 and result.points[-1].score is not None
 
-    run_with_service(models_dir, scenario)
+    run_with_service(settings, scenario)
 
 
-def test_restart_continues_with_identical_scores(models_dir: Path, tmp_path: Path) -> None:
-    reference_dir = tmp_path / "reference"
-    import shutil
-
-    shutil.copytree(models_dir, reference_dir)
-
+def test_restart_continues_with_identical_scores(settings: Settings) -> None:
     async def uninterrupted(service: StreamService) -> list[Any]:
-        await service.upsert("s1", "tiny", sensitivity=0.7, learning_points=20)
-        first = await service.append("s1", batch(0, 100, spike_at=180))
-        second = await service.append("s1", batch(100, 100, spike_at=180))
-        episodes = await service.anomalies("s1")
+        await service.upsert("reference", "tiny", sensitivity=0.7, learning_points=20)
+        first = await service.append("reference", batch(0, 100, spike_at=180))
+        second = await service.append("reference", batch(100, 100, spike_at=180))
+        episodes = await service.anomalies("reference")
         return [outputs(first), outputs(second), episodes]
 
     async def part_one(service: StreamService) -> Any:
@@ -151,14 +150,14 @@ def test_restart_continues_with_identical_scores(models_dir: Path, tmp_path: Pat
         second = await service.append("s1", batch(100, 100, spike_at=180))
         return [outputs(second), await service.anomalies("s1")]
 
-    expected = run_with_service(reference_dir, uninterrupted)
-    first = run_with_service(models_dir, part_one)
-    second, episodes = run_with_service(models_dir, part_two)  # new service over the same database
+    expected = run_with_service(settings, uninterrupted)
+    first = run_with_service(settings, part_one)
+    second, episodes = run_with_service(settings, part_two)  # new service over the same database
     assert [first, second, episodes] == expected
     assert episodes and all(ep.resolved_at is not None for ep in episodes[:-1])
 
 
-def test_anomalies_since_and_unknown_model(models_dir: Path) -> None:
+def test_anomalies_since_and_unknown_model(settings: Settings) -> None:
     async def scenario(service: StreamService) -> None:
         with pytest.raises(NotFoundError):
             await service.upsert("s2", "no-such-model")
@@ -169,10 +168,10 @@ def test_anomalies_since_and_unknown_model(models_dir: Path) -> None:
         later = batch(299, 1)[0][0] + timedelta(days=1)
         assert await service.anomalies("s1", since=later) == []
 
-    run_with_service(models_dir, scenario)
+    run_with_service(settings, scenario)
 
 
-def test_append_reports_the_stream_as_stored(models_dir: Path) -> None:
+def test_append_reports_the_stream_as_stored(settings: Settings) -> None:
     """The info an append returns is built in its transaction; it must equal a fresh read, open alarm included."""
 
     async def scenario(service: StreamService) -> None:
@@ -185,4 +184,4 @@ def test_append_reports_the_stream_as_stored(models_dir: Path) -> None:
         [many] = await service.append_many([("s1", batch(371, 5))])
         assert many.stream == await service.get("s1")
 
-    run_with_service(models_dir, scenario)
+    run_with_service(settings, scenario)

@@ -55,9 +55,11 @@ def stream_service_locks(application: FastAPI) -> int:
 
 
 def test_no_lock_outlives_its_request(
-    models_dir: Path, live_server: Callable[..., AbstractContextManager[str]]
+    models_dir: Path,
+    make_settings: Callable[..., Settings],
+    live_server: Callable[..., AbstractContextManager[str]],
 ) -> None:
-    application = create_app(Settings(models_dir=models_dir))
+    application = create_app(make_settings(models_dir=models_dir))
     with live_server(application, lifespan="on") as url, httpx.Client(base_url=url, timeout=60) as client:
         for stream in REAL_IDS:
             assert client.put(f"/v1/streams/{stream}", json={"model": "tiny"}).status_code == 201

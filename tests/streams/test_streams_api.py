@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,8 +17,8 @@ from .helpers import hourly_series
 pytestmark = pytest.mark.slow
 
 
-def test_stream_lifecycle_over_http(models_dir: Path) -> None:
-    with TestClient(create_app(Settings(models_dir=models_dir))) as client:
+def test_stream_lifecycle_over_http(models_dir: Path, make_settings: Callable[..., Settings]) -> None:
+    with TestClient(create_app(make_settings(models_dir=models_dir))) as client:
         config = {"model": "tiny", "sensitivity": 0.7, "learning_points": 20}
         assert client.put("/v1/streams/s1", json=config).status_code == 201
         stamps, values = hourly_series(300)
@@ -51,8 +52,8 @@ def test_stream_lifecycle_over_http(models_dir: Path) -> None:
         assert client.get("/v1/streams/s1").status_code == 404
 
 
-def test_stream_settings_are_validated(models_dir: Path) -> None:
-    with TestClient(create_app(Settings(models_dir=models_dir))) as client:
+def test_stream_settings_are_validated(models_dir: Path, make_settings: Callable[..., Settings]) -> None:
+    with TestClient(create_app(make_settings(models_dir=models_dir))) as client:
         for body, field in (
             ({"learning_points": 10}, "learning_points"),
             ({"learning_points": 10_001}, "learning_points"),
@@ -70,9 +71,11 @@ def test_stream_settings_are_validated(models_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("stamp", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"])
-def test_offsets_past_the_calendar_are_422_not_500(models_dir: Path, stamp: str) -> None:
+def test_offsets_past_the_calendar_are_422_not_500(
+    models_dir: Path, make_settings: Callable[..., Settings], stamp: str
+) -> None:
     """Found by the OpenAPI fuzz: converting such a stamp to UTC overflows Python's datetime."""
-    with TestClient(create_app(Settings(models_dir=models_dir))) as client:
+    with TestClient(create_app(make_settings(models_dir=models_dir))) as client:
         assert client.put("/v1/streams/edge", json={"model": "tiny"}).status_code == 201
         reply = client.post("/v1/streams/edge/points", json={"points": [{"timestamp": stamp, "value": 1.0}]})
         assert reply.status_code == 422 and "out of range" in reply.json()["detail"], reply.text
@@ -83,3 +86,23 @@ def test_offsets_past_the_calendar_are_422_not_500(models_dir: Path, stamp: str)
         episodes = client.get("/v1/streams/edge/anomalies", params={"since": stamp})
         assert episodes.status_code == 200 and episodes.json() == []
         assert client.get("/v1/streams/edge").json()["point_count"] == 0
+
+
+def test_nul_characters_in_ids_and_labels_are_422_on_every_backend(
+    models_dir: Path, make_settings: Callable[..., Settings]
+) -> None:
+    """PostgreSQL refuses NUL in text (SQLite stores it): such ids and labels are a 422, never a database error."""
+    endpoint = {"url": "https://example.com/hook", "events": ["anomaly.opened"]}
+    point = {"timestamp": "2024-01-01T00:00:00Z", "value": 1.0}
+    with TestClient(create_app(make_settings(models_dir=models_dir))) as client:
+        for method, url, body in (
+            ("GET", "/v1/streams/a%00b", None),
+            ("PUT", "/v1/streams/a%00b", {"model": "tiny"}),
+            ("GET", "/v1/ui/streams/a%00b/points", None),
+            ("POST", "/v1/hooks/points", {"points": [{"stream": "a\u0000b", **point}]}),
+            ("POST", "/v1/webhooks", {**endpoint, "description": "a\u0000b"}),
+            ("POST", "/v1/webhooks", {**endpoint, "streams": ["a\u0000b"]}),
+            ("GET", "/v1/webhooks/wh_%00", None),
+        ):
+            reply = client.request(method, url, json=body)
+            assert reply.status_code == 422 and "NUL" in reply.text, (method, url, reply.text)

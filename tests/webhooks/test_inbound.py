@@ -5,23 +5,25 @@ answers pruned after the retention, API-key auth, and all-or-nothing batches acr
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select, update
 
+from app.settings import Settings
+from app.storage.database import Database
+from app.storage.tables.webhooks import InboundMessageRow
 from app.timestamps import utc_now
 from app.webhooks.inbound import RETENTION
 from app.webhooks.signing import generate_secret, signed_headers
 
 from .helpers import AUTH, TINY_STREAM, server_env, spiked_points
-
-MESSAGES_TABLE = "webhook_inbound_messages_v2"
 
 pytestmark = pytest.mark.slow
 
@@ -183,12 +185,25 @@ def test_the_same_webhook_id_from_two_signers_is_two_messages(setup) -> None:
     assert point_counts(client, "a", "b") == [30, 20]
 
 
-def stored_ids(models_dir: Path) -> set[str]:
-    with closing(sqlite3.connect(models_dir / "registry.db")) as db:
-        return {msg_id for (msg_id,) in db.execute(f"SELECT msg_id FROM {MESSAGES_TABLE}")}
+@contextmanager
+def registry_database(settings: Settings) -> Iterator[Database]:
+    """The server's database, opened beside it (SQLite file or PostgreSQL)."""
+    database = Database(settings.resolved_database_url)
+    try:
+        yield database
+    finally:
+        database.dispose()
 
 
-def test_stored_answers_are_pruned_after_the_retention(setup, server_factory, models_dir) -> None:
+def stored_ids(settings: Settings) -> set[str]:
+    with registry_database(settings) as database, database.session() as session:
+        return set(session.scalars(select(InboundMessageRow.msg_id)))
+
+
+def test_stored_answers_are_pruned_after_the_retention(
+    setup, server_factory, models_dir: Path, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(models_dir=models_dir)
     server, client, created = setup
     secret = created["secret"]
     sent = {}
@@ -197,23 +212,22 @@ def test_stored_answers_are_pruned_after_the_retention(setup, server_factory, mo
         reply = client.post("/v1/hooks/points", content=body, headers=signed(secret, msg_id, body))
         assert reply.status_code == 200, reply.text
         sent[msg_id] = (body, reply.json())
-    assert stored_ids(models_dir) == {"msg_old", "msg_fresh"}
+    assert stored_ids(settings) == {"msg_old", "msg_fresh"}
 
     # Age the stored answers (the server prunes at most once a minute, so the next claim is a new process's).
     server.stop()
     ages = {"msg_old": RETENTION + timedelta(minutes=1), "msg_fresh": RETENTION - timedelta(minutes=5)}
-    with closing(sqlite3.connect(models_dir / "registry.db")) as db, db:
+    with registry_database(settings) as database, database.session() as session:
         for msg_id, age in ages.items():
-            created_at = (utc_now() - age).strftime("%Y-%m-%d %H:%M:%S.%f")
-            update = f"UPDATE {MESSAGES_TABLE} SET created_at = ? WHERE msg_id = ?"
-            assert db.execute(update, (created_at, msg_id)).rowcount == 1
+            aged = update(InboundMessageRow).where(InboundMessageRow.msg_id == msg_id)
+            assert session.execute(aged.values(created_at=utc_now() - age)).rowcount == 1
 
     restarted = server_factory(models_dir, **server_env())
     with restarted.client() as client:
         body = hook_body({"a": spiked_points(1, spike_at=-1, offset=2)})
         reply = client.post("/v1/hooks/points", content=body, headers=signed(secret, "msg_next", body))
         assert reply.status_code == 200, reply.text
-        assert stored_ids(models_dir) == {"msg_fresh", "msg_next"}
+        assert stored_ids(settings) == {"msg_fresh", "msg_next"}
         body, answer = sent["msg_fresh"]
         again = client.post("/v1/hooks/points", content=body, headers=signed(secret, "msg_fresh", body))
         assert again.headers.get("webhook-replayed") == "true" and again.json() == answer

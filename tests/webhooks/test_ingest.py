@@ -1,4 +1,4 @@
-"""PointIngest on a real SQLite database and a real StreamService: signatures, idempotency by (signer,
+"""PointIngest on a real database (SQLite or PostgreSQL) and a real StreamService: signatures, idempotency by (signer,
 webhook-id), pruning of stored answers, all-or-nothing."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from app.errors import InvalidInputError
 from app.registry.factory import open_registry
 from app.serving.pool import ModelPool
 from app.settings import Settings
+from app.storage.database import Database
 from app.storage.schema import open_database
 from app.storage.tables.webhooks import InboundMessageRow
 from app.streams.service import StagedAppend, StreamService
@@ -40,9 +41,13 @@ START = datetime(2024, 1, 1)
 SIGNED = MessageKey("isec_a", "msg_1")
 
 
-def run_with_ingest(models_dir: Path, scenario: Callable[[PointIngest], Awaitable[Any]]) -> Any:
+@pytest.fixture
+def settings(models_dir: Path, make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings(models_dir=models_dir)
+
+
+def run_with_ingest(settings: Settings, scenario: Callable[[PointIngest], Awaitable[Any]]) -> Any:
     async def main() -> Any:
-        settings = Settings(models_dir=models_dir)
         database = open_database(settings)
         executor = ThreadPoolExecutor(max_workers=1)
         pool = ModelPool(open_registry(settings, database), executor, answer_forecasts)
@@ -75,7 +80,7 @@ def test_points_are_grouped_per_stream_in_order_of_first_appearance() -> None:
     ]
 
 
-def test_signatures_are_checked_against_the_active_secrets(models_dir: Path) -> None:
+def test_signatures_are_checked_against_the_active_secrets(settings: Settings) -> None:
     async def scenario(ingest: PointIngest) -> None:
         body = b'{"points": []}'
         with pytest.raises(SignatureRejectedError, match="no active inbound webhook secret") as none:
@@ -91,10 +96,29 @@ def test_signatures_are_checked_against_the_active_secrets(models_dir: Path) -> 
         with pytest.raises(SignatureRejectedError):
             await ingest.verify(signed_headers(secret, "msg_1", body), body + b" ")
 
-    run_with_ingest(models_dir, scenario)
+    run_with_ingest(settings, scenario)
 
 
-def test_a_repeated_webhook_id_gets_the_stored_answer_and_is_processed_once(models_dir: Path) -> None:
+def test_a_webhook_id_longer_than_the_stored_key_is_refused_not_a_server_error(settings: Settings) -> None:
+    """PostgreSQL enforces the column's length (SQLite does not): the longest id is stored, a longer one refused."""
+    longest = InboundMessageRow.MSG_ID_LENGTH
+
+    async def scenario(ingest: PointIngest) -> None:
+        await ingest.streams.upsert("a", "tiny")
+        info, secret = ingest.secrets.create("monitoring")
+        body = b'{"points": []}'
+        with pytest.raises(SignatureRejectedError, match=f"longer than {longest}") as refused:
+            await ingest.verify(signed_headers(secret, "m" * (longest + 1), body), body)
+        assert refused.value.status == 401
+        key = await ingest.verify(signed_headers(secret, "m" * longest, body), body)
+        assert key == MessageKey(info.id, "m" * longest)
+        await ingest.ingest(points("a", 0, 1), key, render)
+        assert stored_keys(ingest.idempotency) == {key}
+
+    run_with_ingest(settings, scenario)
+
+
+def test_a_repeated_webhook_id_gets_the_stored_answer_and_is_processed_once(settings: Settings) -> None:
     async def scenario(ingest: PointIngest) -> None:
         for stream in ("a", "b"):
             await ingest.streams.upsert(stream, "tiny")
@@ -107,10 +131,10 @@ def test_a_repeated_webhook_id_gets_the_stored_answer_and_is_processed_once(mode
         unsigned = await ingest.ingest(points("a", 30, 2), None, render)
         assert not unsigned.replayed and (await ingest.streams.get("a")).point_count == 32
 
-    run_with_ingest(models_dir, scenario)
+    run_with_ingest(settings, scenario)
 
 
-def test_a_refused_batch_stores_nothing_and_releases_its_webhook_id(models_dir: Path) -> None:
+def test_a_refused_batch_stores_nothing_and_releases_its_webhook_id(settings: Settings) -> None:
     async def scenario(ingest: PointIngest) -> None:
         for stream in ("a", "b"):
             await ingest.streams.upsert(stream, "tiny")
@@ -124,10 +148,10 @@ def test_a_refused_batch_stores_nothing_and_releases_its_webhook_id(models_dir: 
         )
         assert not retried.replayed and json.loads(retried.body) == {"a": 30, "b": 1}
 
-    run_with_ingest(models_dir, scenario)
+    run_with_ingest(settings, scenario)
 
 
-def test_the_same_webhook_id_from_another_signer_is_a_different_message(models_dir: Path) -> None:
+def test_the_same_webhook_id_from_another_signer_is_a_different_message(settings: Settings) -> None:
     async def scenario(ingest: PointIngest) -> None:
         for stream in ("a", "b"):
             await ingest.streams.upsert(stream, "tiny")
@@ -139,7 +163,7 @@ def test_the_same_webhook_id_from_another_signer_is_a_different_message(models_d
         again = await ingest.ingest(points("b", 0, 4), MessageKey("isec_b", SIGNED.msg_id), render)
         assert again.replayed and again.body == other.body
 
-    run_with_ingest(models_dir, scenario)
+    run_with_ingest(settings, scenario)
 
 
 def stored_keys(store: IdempotencyStore) -> set[MessageKey]:
@@ -158,26 +182,22 @@ def age(store: IdempotencyStore, keys: list[MessageKey], by: timedelta) -> None:
             )
 
 
-def test_prune_deletes_answers_older_than_the_retention_in_batches(models_dir: Path) -> None:
-    database = open_database(Settings(models_dir=models_dir))
+def test_prune_deletes_answers_older_than_the_retention_in_batches(database: Database) -> None:
     store = IdempotencyStore(database)
-    try:
-        old = [MessageKey("isec_a", f"old_{i}") for i in range(PRUNE_BATCH + 3)]  # more than one batch
-        fresh = [MessageKey("isec_a", "fresh"), MessageKey("isec_b", "old_0")]
-        for key in old + fresh:
-            assert store.try_claim(key) is True
-            with database.session() as session:
-                IdempotencyStore.complete(session, key, 200, "{}")
-        age(store, old, RETENTION + timedelta(minutes=1))
-        age(store, fresh[:1], RETENTION - timedelta(minutes=1))
-        assert store.prune() == len(old)
-        assert stored_keys(store) == set(fresh)
-        assert store.prune() == 0
-    finally:
-        database.dispose()
+    old = [MessageKey("isec_a", f"old_{i}") for i in range(PRUNE_BATCH + 3)]  # more than one batch
+    fresh = [MessageKey("isec_a", "fresh"), MessageKey("isec_b", "old_0")]
+    for key in old + fresh:
+        assert store.try_claim(key) is True
+        with database.session() as session:
+            IdempotencyStore.complete(session, key, 200, "{}")
+    age(store, old, RETENTION + timedelta(minutes=1))
+    age(store, fresh[:1], RETENTION - timedelta(minutes=1))
+    assert store.prune() == len(old)
+    assert stored_keys(store) == set(fresh)
+    assert store.prune() == 0
 
 
-def test_a_claim_prunes_at_most_once_per_interval(models_dir: Path) -> None:
+def test_a_claim_prunes_at_most_once_per_interval(settings: Settings) -> None:
     async def scenario(ingest: PointIngest) -> set[MessageKey]:
         store = ingest.idempotency
         await ingest.streams.upsert("a", "tiny")
@@ -189,4 +209,4 @@ def test_a_claim_prunes_at_most_once_per_interval(models_dir: Path) -> None:
         await ingest.ingest(points("a", 2, 1), MessageKey("isec_a", "m3"), render)
         return stored_keys(store)
 
-    assert run_with_ingest(models_dir, scenario) == {MessageKey("isec_a", "m2"), MessageKey("isec_a", "m3")}
+    assert run_with_ingest(settings, scenario) == {MessageKey("isec_a", "m2"), MessageKey("isec_a", "m3")}

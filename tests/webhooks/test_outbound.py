@@ -4,6 +4,7 @@ allow-list is 127.0.0.0/8; nothing leaves loopback). Receivers verify signatures
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -253,9 +254,11 @@ REFUSED = [
 ]
 
 
-def test_registration_refuses_non_public_urls_without_allow_list(models_dir: Path) -> None:
+def test_registration_refuses_non_public_urls_without_allow_list(
+    models_dir: Path, make_settings: Callable[..., Settings]
+) -> None:
     """Classification only: nothing is sent (no events exist and refused URLs are never stored)."""
-    application = create_app(Settings(models_dir=models_dir))
+    application = create_app(make_settings(models_dir=models_dir))
     with TestClient(application) as client:
         for url in REFUSED:
             reply = client.post("/v1/webhooks", json={"url": url, "events": ["anomaly.opened"]})

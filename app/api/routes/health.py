@@ -20,7 +20,7 @@ async def read_health() -> HealthResponse:
 
 @router.get("/readyz", response_model=ReadinessResponse, responses={503: {"model": ReadinessResponse}})
 async def read_readiness(services: ServicesDep) -> JSONResponse:
-    """Registry reachable and the default models loaded and warmed."""
+    """Database reachable and the default models loaded and warmed; `checks.database` names the backend."""
     readiness = await services.readiness()
     body = ReadinessResponse(
         status="ready" if readiness.ready else "not_ready",

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response, status
 
 from app.api.auth_first import AuthenticatedRoute
-from app.api.deps import AdminAccess, ReadAccess, RegistryDep
+from app.api.deps import AdminAccess, ReadAccess, RegistryDep, ServicesDep, WriteAccess
 from app.api.schemas.common import MAX_VERSION
 from app.api.schemas.models import (
     AliasRequest,
@@ -58,6 +58,20 @@ async def read_version(
     return VersionDetail(
         name=name, version=version, aliases=model.aliases_of(version), manifest=manifest.public()
     )
+
+
+@router.delete("/{name}/versions/{version}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_version(
+    name: str,
+    version: Annotated[int, Path(ge=1, le=MAX_VERSION, description="Version number.")],
+    services: ServicesDep,
+    _: WriteAccess,
+) -> Response:
+    """Delete a version (its files too); 409 while an alias points at it. Its number is never reused. Streams
+    pinned to it keep their points; their next append answers 409 until they are pointed at another version."""
+    await run_blocking(services.registry.delete_version, name, version)
+    await services.pool.refresh()  # a default route that served the deleted version moves on now
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.put("/{name}/aliases/{alias}", response_model=AliasResponse)

@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 
 from app.api.auth_first import AuthenticatedRoute
 from app.api.deps import ReadAccess, RegistryDep, ServicesDep, StreamsDep
-from app.api.schemas.common import MAX_VERSION
+from app.api.schemas.common import MAX_VERSION, NO_NUL
 from app.api.schemas.ui import RecentDataOut, SessionOut, UiPointOut, UiStreamOut
 from app.api.session import describe_session
 from app.concurrency import run_blocking
@@ -72,7 +72,7 @@ async def list_streams(streams: StreamsDep, _: ReadAccess) -> list[UiStreamOut]:
 
 @router.get("/streams/{stream_id}/points", response_model=list[UiPointOut])
 async def list_stream_points(
-    stream_id: Annotated[str, Path(min_length=1, max_length=200, description="Stream id.")],
+    stream_id: Annotated[str, Path(min_length=1, max_length=200, description="Stream id."), NO_NUL],
     streams: StreamsDep,
     _: ReadAccess,
     limit: Annotated[int, Query(ge=1, le=MAX_UI_POINTS, description="Newest points to return.")] = 300,

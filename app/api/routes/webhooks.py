@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Path, Request, Response, status
 
 from app.api.auth_first import AuthenticatedRoute
 from app.api.deps import AdminAccess, EndpointsDep
+from app.api.pagination import (
+    DEFAULT_LIMIT,
+    CursorQuery,
+    LimitQuery,
+    decode_cursor,
+    encode_cursor,
+    link_next,
+    page,
+)
+from app.api.schemas.common import NO_NUL
 from app.api.schemas.webhooks import (
     DeliveryOut,
     EndpointCreate,
@@ -21,8 +32,8 @@ from app.webhooks.subscriptions import EndpointChanges
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], route_class=AuthenticatedRoute)
 
-EndpointId = Annotated[str, Path(min_length=1, max_length=64, description="Endpoint id (`wh_...`).")]
-DeliveryId = Annotated[str, Path(min_length=1, max_length=64, description="Delivery id (`dlv_...`).")]
+EndpointId = Annotated[str, Path(min_length=1, max_length=64, description="Endpoint id (`wh_...`)."), NO_NUL]
+DeliveryId = Annotated[str, Path(min_length=1, max_length=64, description="Delivery id (`dlv_...`)."), NO_NUL]
 
 
 @router.post("", response_model=EndpointCreated, status_code=status.HTTP_201_CREATED)
@@ -78,12 +89,26 @@ async def test_endpoint(endpoint_id: EndpointId, endpoints: EndpointsDep, _: Adm
 @router.get("/{endpoint_id}/deliveries", response_model=list[DeliveryOut])
 async def list_deliveries(
     endpoint_id: EndpointId,
+    request: Request,
+    response: Response,
     endpoints: EndpointsDep,
     _: AdminAccess,
-    limit: Annotated[int, Query(ge=1, le=1000, description="Most deliveries returned, newest first.")] = 100,
+    limit: LimitQuery = DEFAULT_LIMIT,
+    cursor: CursorQuery = None,
 ) -> list[DeliveryOut]:
-    """Deliveries to this endpoint, newest first, each with every attempt (time, status, latency, error)."""
-    return [DeliveryOut.of(info) for info in await run_blocking(endpoints.deliveries, endpoint_id, limit)]
+    """Deliveries to this endpoint, newest first, each with every attempt (time, status, latency, error), a
+    page at a time: when older ones follow, the `Link: rel="next"` header holds the next page's URL."""
+    after = None
+    if cursor is not None:
+        created_at, delivery_id = decode_cursor("deliveries", cursor, [datetime, str])
+        after = (created_at, str(delivery_id)) if isinstance(created_at, datetime) else None
+    found = await run_blocking(endpoints.deliveries, endpoint_id, limit + 1, after)
+    deliveries, more = page(found, limit)
+    last = deliveries[-1] if deliveries else None
+    link_next(
+        request, response, encode_cursor("deliveries", [last.created_at, last.id]) if more and last else None
+    )
+    return [DeliveryOut.of(info) for info in deliveries]
 
 
 @router.post(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from app.timestamps import MAX_TIMESTAMP, MIN_TIMESTAMP
@@ -32,6 +32,17 @@ placed before them, the constraints are checked but missing from the OpenAPI doc
 (it runs in Python)."""
 
 VersionNumber = Annotated[int, Field(ge=1, le=MAX_VERSION), NUMBERS_ONLY]
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise PydanticCustomError("string_nul", "String should not contain NUL characters (U+0000)")
+    return value
+
+
+NO_NUL = AfterValidator(_no_nul)
+"""For request text that reaches the database (ids, labels): PostgreSQL refuses NUL characters in text where
+SQLite stores them, so they are a 422 on every backend rather than a database error. Last in the `Annotated`."""
 
 
 class StrictModel(BaseModel):

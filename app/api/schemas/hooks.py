@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, Field
 
-from app.api.schemas.common import ModelRef, StrictModel
+from app.api.schemas.common import NO_NUL, ModelRef, StrictModel
 from app.api.schemas.streams import MAX_STREAM_POINTS, AlarmEventOut, StreamPointIn, StreamPointOut
 
 
 class HookPoint(StreamPointIn):
-    stream: str = Field(min_length=1, max_length=200, description="Stream id (created with PUT /v1/streams).")
+    stream: Annotated[
+        str,
+        Field(min_length=1, max_length=200, description="Stream id (created with PUT /v1/streams)."),
+        NO_NUL,
+    ]
 
 
 class HookPointsRequest(StrictModel):

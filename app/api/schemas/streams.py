@@ -18,6 +18,7 @@ from app.api.schemas.common import (
     VersionNumber,
     check_range,
 )
+from app.streams.queries import StreamSummary
 from app.streams.service import AppendResult, StreamInfo
 from app.timestamps import as_aware_utc, from_state_iso, to_naive_utc
 
@@ -237,3 +238,29 @@ class AppendResponse(DetectorStatusOut):
 def model_ref(name: str | None, version: int | None) -> ModelRef | None:
     """The model version that served a stream's points; None for a self-learning stream."""
     return None if name is None or version is None else ModelRef(name=name, version=version)
+
+
+class StreamSummaryOut(BaseModel):
+    id: str = Field(description="Stream id.")
+    model: str | None = Field(description="Model name; null for a self-learning stream.")
+    alias: str | None = Field(description="Alias followed, if any.")
+    version: int | None = Field(description="Pinned version, if any.")
+    sensitivity: float = Field(description="Sensitivity in [0, 1].")
+    point_count: int = Field(description="Points stored so far.")
+    last_timestamp: datetime | None = Field(description="Timestamp of the last point.")
+    updated_at: datetime = Field(description="Last change (UTC).")
+    state_model_version: int | None = Field(description="Model version that scored the latest points.")
+    open_alarms: int = Field(description="Open alarm episodes (0 or 1).")
+    episodes: int = Field(description="Alarm episodes ever opened.")
+
+    @classmethod
+    def of(cls, summary: StreamSummary) -> StreamSummaryOut:
+        stamps = {key: as_aware_utc(getattr(summary, key)) for key in ("last_timestamp", "updated_at")}
+        return cls(**(summary.__dict__ | stamps))
+
+
+class StreamPage(BaseModel):
+    streams: list[StreamSummaryOut] = Field(description="Streams of this page, ordered by id.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page (also in the `Link` header); null on the last page."
+    )

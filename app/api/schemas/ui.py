@@ -7,8 +7,8 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from app.anomaly.points import ScoredPoint
+from app.api.schemas.streams import StreamSummaryOut
 from app.registry.recent import RecentData
-from app.streams.queries import StreamSummary
 from app.timestamps import as_aware_utc
 
 
@@ -38,23 +38,7 @@ class RecentDataOut(BaseModel):
         return cls(model=name, version=version, **recent.__dict__)
 
 
-class UiStreamOut(BaseModel):
-    id: str = Field(description="Stream id.")
-    model: str | None = Field(description="Model name; null for a self-learning stream.")
-    alias: str | None = Field(description="Alias followed, if any.")
-    version: int | None = Field(description="Pinned version, if any.")
-    sensitivity: float = Field(description="Sensitivity in [0, 1].")
-    point_count: int = Field(description="Points stored so far.")
-    last_timestamp: datetime | None = Field(description="Timestamp of the last point.")
-    updated_at: datetime = Field(description="Last change (UTC).")
-    state_model_version: int | None = Field(description="Model version that scored the latest points.")
-    open_alarms: int = Field(description="Open alarm episodes (0 or 1).")
-    episodes: int = Field(description="Alarm episodes ever opened.")
-
-    @classmethod
-    def of(cls, summary: StreamSummary) -> UiStreamOut:
-        stamps = {key: as_aware_utc(getattr(summary, key)) for key in ("last_timestamp", "updated_at")}
-        return cls(**(summary.__dict__ | stamps))
+UiStreamOut = StreamSummaryOut  # the dashboard lists streams as GET /v1/streams does
 
 
 class UiPointOut(BaseModel):

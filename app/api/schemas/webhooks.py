@@ -7,13 +7,16 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from app.api.schemas.common import StrictModel
+from app.api.schemas.common import NO_NUL, StrictModel
 from app.timestamps import as_aware_utc
 from app.webhooks.subscriptions import DeliveryInfo, EndpointInfo
 
 EventType = Literal["anomaly.opened", "anomaly.resolved", "endpoint.disabled"]
-StreamRef = Annotated[str, Field(min_length=1, max_length=200)]
-Url = Annotated[str, Field(min_length=1, max_length=2048, description="http(s) URL receiving the events.")]
+StreamRef = Annotated[str, Field(min_length=1, max_length=200), NO_NUL]
+Url = Annotated[
+    str, Field(min_length=1, max_length=2048, description="http(s) URL receiving the events."), NO_NUL
+]
+Label = Annotated[str, Field(max_length=512, description="A label."), NO_NUL]
 
 
 class EndpointCreate(StrictModel):
@@ -25,7 +28,7 @@ class EndpointCreate(StrictModel):
         max_length=1000,
         description='Stream ids, or ["*"] for all.',
     )
-    description: str = Field("", max_length=512, description="A label.")
+    description: Label = ""
 
 
 class EndpointUpdate(StrictModel):
@@ -36,7 +39,7 @@ class EndpointUpdate(StrictModel):
     streams: list[StreamRef] | None = Field(
         None, min_length=1, max_length=1000, description='Stream ids, or ["*"] for all.'
     )
-    description: str | None = Field(None, max_length=512, description="A label.")
+    description: Label | None = None
     enabled: bool | None = Field(None, description="true re-enables and replays held deliveries.")
 
 

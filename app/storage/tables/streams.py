@@ -34,6 +34,9 @@ class StreamRow(Base):
     revision: Mapped[int] = mapped_column(Integer, default=0)  # bumped by every change (optimistic locking)
     state_model_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     state: Mapped[str | None] = mapped_column(Text, nullable=True)
+    state_position: Mapped[int | None] = mapped_column(
+        Integer, nullable=True
+    )  # NULL: state is as of point_count
     learning_points: Mapped[int | None] = mapped_column(Integer, nullable=True)
     alerts: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 

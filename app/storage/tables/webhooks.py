@@ -32,10 +32,13 @@ class InboundMessageRow(Base):
     databases created before; `create_all` cannot change an existing table's primary key."""
 
     __tablename__ = "webhook_inbound_messages_v2"
+    MSG_ID_LENGTH = (
+        256  # the longest webhook-id kept (longer ones are refused: PostgreSQL enforces the length)
+    )
 
     # The primary key is the unique constraint.
     signer: Mapped[str] = mapped_column(String(32), primary_key=True)  # the verifying inbound secret's id
-    msg_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    msg_id: Mapped[str] = mapped_column(String(MSG_ID_LENGTH), primary_key=True)
     state: Mapped[str] = mapped_column(String(16))  # "processing" | "done"
     created_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)  # first claim; prune by it
     claimed_at: Mapped[datetime] = mapped_column(default=utc_now)  # renewed when a stale claim is taken over
