@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, select, text, update
+from sqlalchemy import delete, insert, or_, select, text, update
 from sqlalchemy.orm import Session, defer
 
 from app.anomaly import AlarmEvent, DetectorConfig, Episode
@@ -526,7 +526,10 @@ class StreamService:
             )
         if row.revision != loaded.revision:
             raise RevisionMovedError(loaded.id)
-        session.add_all(_point_row(loaded.id, point, staged.model_version) for point in scored)
+        session.connection().execute(  # one Core executemany: far cheaper than the ORM for a batch of points
+            insert(StreamPointRow),
+            [_point_values(loaded.id, point, staged.model_version) for point in scored],
+        )
         for event in staged.events:
             _apply_event(session, loaded.id, event)
         open_row = _refresh_open_episode(session, loaded.id, stream.policy.open_episode)
@@ -701,21 +704,22 @@ def _reset(stream: StreamState, config: StreamConfig) -> StreamState:
 
 
 # -------------------------------------------------------------------- rows
-def _point_row(stream_id: str, point: ScoredPoint, model_version: int | None) -> StreamPointRow:
-    return StreamPointRow(
-        stream_id=stream_id,
-        timestamp=point.timestamp,
-        position=point.index,
-        value=point.value,
-        expected=point.expected,
-        lower=point.lower,
-        upper=point.upper,
-        score=point.score,
-        is_anomaly=point.is_anomaly,
-        direction=point.direction,
-        model_version=model_version,
-        sampling=point.sampling,
-    )
+def _point_values(stream_id: str, point: ScoredPoint, model_version: int | None) -> dict[str, Any]:
+    """The `stream_points` row of a scored point."""
+    return {
+        "stream_id": stream_id,
+        "timestamp": point.timestamp,
+        "position": point.index,
+        "value": point.value,
+        "expected": point.expected,
+        "lower": point.lower,
+        "upper": point.upper,
+        "score": point.score,
+        "is_anomaly": point.is_anomaly,
+        "direction": point.direction,
+        "model_version": model_version,
+        "sampling": point.sampling,
+    }
 
 
 def _apply_event(session: Session, stream_id: str, event: AlarmEvent) -> None:
