@@ -321,8 +321,10 @@ class DeliveryWorker:
                     success=outcome.success,
                 )
             )
+            # The endpoint row is locked first (PostgreSQL; SQLite has one writer anyway): two replicas or two
+            # attempts recording failures at once must not both read the same `consecutive_failures`.
+            endpoint = session.get(EndpointRow, job.endpoint_id, with_for_update=True)
             delivery = session.get(DeliveryRow, job.delivery_id)
-            endpoint = session.get(EndpointRow, job.endpoint_id)
             if delivery is None or endpoint is None:  # deleted meanwhile
                 return
             delivery.attempts += 1

@@ -90,6 +90,7 @@ def claimed_by_older_code(source: Path, folder: Path) -> None:
     """A numbered folder without a row: what a publish by older code (folder claimed before the row) left."""
     folder.parent.mkdir(exist_ok=True)
     shutil.copytree(source, folder)
+    backdate(folder, 0)  # left just now: copytree kept the source's times (the session's tiny registry's)
 
 
 @pytest.fixture
