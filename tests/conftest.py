@@ -30,7 +30,7 @@ from app.storage.schema import create_schema
 from app.training.config import TrainingConfig
 from app.training.data.prepared import prepare
 from app.training.pipeline import train_model
-from tests.postgres import PostgresCluster, find_binaries, missing_reason
+from tests.postgres import MISSING_REASON, PostgresCluster, find_binaries
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -96,7 +96,7 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
     may run as the `postgres` user)."""
     binaries = find_binaries()
     if binaries is None:
-        pytest.skip(missing_reason())
+        pytest.skip(MISSING_REASON)
     root = Path(tempfile.mkdtemp(prefix="tswatch-pg-"))
     try:
         cluster = PostgresCluster.start(root, binaries)
@@ -121,7 +121,7 @@ def database_url(backend: str, request: pytest.FixtureRequest) -> Iterator[str |
         return
     cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
     uses_tiny = TINY_FIXTURES.intersection(request.fixturenames)
-    template = request.getfixturevalue("tiny_template") if uses_tiny else None
+    template = request.getfixturevalue("tiny_postgres").database if uses_tiny else None
     name = cluster.create_database(template)
     yield cluster.url(name)
     cluster.drop_database(name)
@@ -174,11 +174,6 @@ def tiny_postgres(
     root = tmp_path_factory.mktemp("tiny-registry-pg")
     _train_tiny_pair(root, postgres_cluster.url(name))
     return TinyTemplate(name, root)
-
-
-@pytest.fixture
-def tiny_template(tiny_postgres: TinyTemplate) -> str:
-    return tiny_postgres.database
 
 
 # Fixtures that stand for the tiny registry on the test's backend: on PostgreSQL `database_url` is then a copy

@@ -24,6 +24,7 @@ import psycopg
 SERVER_USER = "postgres"  # created by Debian's postgresql-common; used only when the tests run as root
 SUPERUSER = "tswatch"
 START_SECONDS = 60
+MISSING_REASON = "PostgreSQL binaries not found (Debian: apt-get install postgresql); the PostgreSQL half of the suite is skipped"
 
 
 def find_binaries() -> Path | None:
@@ -36,13 +37,6 @@ def find_binaries() -> Path | None:
             return folder
     found = shutil.which("postgres")
     return Path(found).parent if found and shutil.which("initdb") else None
-
-
-def missing_reason() -> str:
-    return (
-        "PostgreSQL binaries not found (Debian: apt-get install postgresql); the PostgreSQL half of the suite "
-        "is skipped"
-    )
 
 
 def _free_port() -> int:
