@@ -70,6 +70,16 @@ class Settings(BaseSettings):
     demo_on_empty: bool = Field(
         False, description="Train the demo models at start when the registry is empty."
     )
+    ray_address: str | None = Field(
+        None,
+        description="Ray cluster `tswatch train` runs its fits on (host:port of the head, or ray://...); "
+        "unset: training runs in this process. Needs the `ray` extra: pip install 'tswatch[ray]'.",
+    )
+    stream_interval_calibration: bool = Field(
+        True,
+        description="Model-bound streams' readings feed the online interval calibration of the series named "
+        "like the stream (app.serving.online_intervals); false: only POST /v1/models/{name}/actuals does.",
+    )
     stream_snapshot_points: int = Field(
         DEFAULT_STREAM_SNAPSHOT_POINTS,
         ge=1,
@@ -96,6 +106,76 @@ class Settings(BaseSettings):
     webhook_disable_after: int = Field(
         5, ge=1, description="Consecutive failed messages after which an endpoint is disabled."
     )
+    max_training_jobs: int = Field(
+        1,
+        ge=1,
+        description="Training jobs this server runs at once, each in its own worker process; more wait queued.",
+    )
+    max_upload_bytes: int = Field(
+        100 * 1024 * 1024,
+        ge=1024,
+        description="Largest body of `POST /v1/models/{name}/versions` (a CSV/Parquet upload or JSON series); "
+        "more answers 413.",
+    )
+    max_training_rows: int = Field(
+        5_000_000, ge=1, description="Most rows (points) a training job may read; more answers 413."
+    )
+    max_training_series: int = Field(
+        10_000,
+        ge=1,
+        description="Most series a training job may train on; more answers 413 (or fails the job).",
+    )
+    job_heartbeat_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="How often a server looks for queued training jobs and refreshes the heartbeat of its own.",
+    )
+    job_stale_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="A running training job whose server has not refreshed its heartbeat for this long (the "
+        "server died) is failed by the next server that notices.",
+    )
+
+    remote_write_labels: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["__name__", "instance"],
+        description="Prometheus remote write: comma-separated labels whose values (joined by commas) name the "
+        "stream a series goes to.",
+    )
+    remote_write_max_streams: int = Field(
+        1000,
+        ge=0,
+        description="Prometheus remote write creates a stream for a new series only while fewer streams than "
+        "this exist (all streams count); samples of further new series are dropped and counted.",
+    )
+    remote_write_max_decompressed_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=1024,
+        description="Largest decompressed remote write body (the compressed one is bounded by max_body_bytes); "
+        "more answers 413.",
+    )
+    remote_write_learning_points: int | None = Field(
+        None, description="Learning period of streams remote write creates (empty: the detector's default)."
+    )
+    remote_write_sensitivity: float | None = Field(
+        None, description="Sensitivity of streams remote write creates (empty: the default)."
+    )
+    stream_metrics: bool = Field(
+        False,
+        description="Export each stream's newest score and open-alarm state on /metrics "
+        "(tswatch_stream_score, tswatch_stream_alarm_open).",
+    )
+    stream_metrics_max: int = Field(
+        1000,
+        ge=0,
+        description="Most streams /metrics exports (the first by id); tswatch_stream_metrics_omitted counts the "
+        "rest.",
+    )
+
+    @field_validator("remote_write_labels", mode="before")
+    @classmethod
+    def _label_names(cls, value: Any) -> Any:
+        return _split_commas(value)
 
     @field_validator("webhook_retry_schedule", "webhook_allow_cidrs", mode="before")
     @classmethod

@@ -71,6 +71,20 @@ def from_epoch_seconds(seconds: float) -> datetime:
     return _EPOCH + timedelta(seconds=seconds)
 
 
+def from_epoch_millis(millis: int) -> datetime:
+    """Milliseconds since 1970-01-01 (UTC; Prometheus sample timestamps) as naive UTC, exactly; a ValueError
+    when it lies outside [MIN_TIMESTAMP, MAX_TIMESTAMP)."""
+    try:
+        stamp = _EPOCH + timedelta(milliseconds=millis)
+    except OverflowError:
+        stamp = datetime.min
+    if not MIN_TIMESTAMP <= stamp < MAX_TIMESTAMP:
+        raise ValueError(
+            f"{millis} ms since the epoch lies outside [{MIN_TIMESTAMP.isoformat()}, {MAX_TIMESTAMP.isoformat()})"
+        )
+    return stamp
+
+
 def to_aware_utc(stamp: datetime) -> datetime:
     """Any datetime as aware UTC: a naive one is taken to be UTC already, an aware one is converted."""
     return as_aware_utc(to_naive_utc(stamp))

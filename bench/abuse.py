@@ -157,7 +157,7 @@ def train_args(csv: Path, name: str, epochs: int) -> list[str]:
     return [
         "train", str(csv), "--name", name, "--time-col", "timestamp", "--value-col", "value",
         "--window", "24", "--horizon", "6", "--hidden", "16", "--layers", "1",
-        "--epochs", str(epochs), "--patience", "2", "--batch-size", "64", "--alias", "production",
+        "--epochs", str(epochs), "--patience", "2", "--batch-size", "64", "--alias", "production", "--force",
     ]  # fmt: skip
 
 
@@ -961,7 +961,9 @@ def train_models(models_dir: Path) -> None:
         {"timestamp": pd.date_range(START, periods=900, freq="h"), "value": hourly_values(900)}
     )
     data = prepare(frame, min_length=config.window + config.horizon)
-    train_model(data, "bench", open_registry(Settings(models_dir=models_dir)), config, alias="production")
+    train_model(
+        data, "bench", open_registry(Settings(models_dir=models_dir)), config, alias="production", force=True
+    )
     publish_copy(models_dir, "bench", "broken")  # its only version, so its default one
     weights = next((models_dir / "broken").glob("*/model.safetensors"))
     corrupted = bytearray(weights.read_bytes())

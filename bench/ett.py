@@ -1,15 +1,24 @@
-"""ETTh1 univariate (OT) benchmark under the standard protocol, next to seasonal naive and published rows.
+"""ETT univariate (OT) benchmark of the product's defaults, next to both naive baselines and published rows.
 
-Protocol (../shared/data/README.md): rows [0, 8640) train, [8640, 11520) validation, [11520, 14400) test,
-z-scored with the training rows' statistics; MSE/MAE on scaled values over every test origin and step.
+Each run trains exactly as a user would: `train_file` with no architecture option (`choose_config` picks
+window, patches, hidden size, normalisation, baseline, epochs from the data). The only options passed are the
+task's: the horizon, and the standard protocol's split (../shared/data/README.md: 12/4/4 months, i.e. the
+first 20 months cut into 60/20/20%, so `val_fraction=test_fraction=0.2` reproduces it exactly). The registered
+version is then loaded from the registry and evaluated through the REST API's forecast code path
+(`answer_forecasts`: raw JSON bodies in, JSON answers out) on every test origin. MSE/MAE on values z-scored
+with the training rows' statistics, averaged over every test origin and step, as published.
 
-    python bench/ett.py [--data ../shared/data/ett] [--horizons 24 96] [--seeds 0] [--threads 1]
+    TSWATCH_TORCH_THREADS=1 python bench/ett.py [--data ../shared/data/ett] [--datasets ETTh1 ETTh2 ETTm1]
+        [--horizons 24 96]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
+import os
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,87 +27,114 @@ import numpy as np
 import pandas as pd
 import torch
 
-from app.forecasting.forecaster import Forecaster, ForecasterSpec
+from app.api.forecast_answers import answer_forecasts
+from app.forecasting.forecaster import Forecaster
 from app.forecasting.metrics import seasonal_naive_forecast
-from app.forecasting.network import NetworkConfig
-from app.forecasting.scaling import Scaling
 from app.forecasting.windows import SplitBounds
-from app.training.config import TrainingConfig
-from app.training.dataset import WindowDataset
-from app.training.evaluation import predict_origins
-from app.training.trainer import fit
+from app.registry.factory import open_registry
+from app.settings import Settings
+from app.training.pipeline import train_file
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ett"
-TRAIN_END, VAL_END, TEST_END = 8640, 11520, 14400
-SEASON = 24
+HOURLY_END = 14_400  # 20 months of 30 days; ×4 for 15-minute data
+PROTOCOL = {"val_fraction": 0.2, "test_fraction": 0.2}
+BODY_SERIES = 500
+DAY_STEPS = 24
+LEVELS = (80.0, 95.0)
 
 
 @dataclass(frozen=True)
-class Setup:
-    """The configuration per horizon: patches shorten the recurrence; normalisation per the ETT notes."""
-
-    window: int
-    patch_len: int
-    normalisation: str
-
-
-SETUPS = {24: Setup(336, 24, "last"), 48: Setup(336, 24, "last"), 96: Setup(336, 24, "instance")}
+class Row:
+    label: str
+    mse: float
+    mae: float
+    seconds: float | None = None
+    coverage: tuple[float, float] | None = None
+    fit_seconds: float | None = None  # the training loop alone; `seconds` is the whole `train_file` call
 
 
-def load_ot(data_dir: Path) -> np.ndarray:
-    frame = pd.read_csv(data_dir / "ETTh1.csv")
-    values = frame["OT"].to_numpy(dtype=np.float64)[:TEST_END]
-    train = values[:TRAIN_END]
-    return (values - train.mean()) / train.std(ddof=0)
+def protocol_file(data_dir: Path, dataset: str, directory: Path) -> tuple[Path, np.ndarray, int]:
+    """The first 20 months (date, OT) as a CSV, the raw values and the number of training rows."""
+    frame = pd.read_csv(data_dir / f"{dataset}.csv", usecols=["date", "OT"])
+    rows = HOURLY_END * (4 if dataset.startswith("ETTm") else 1)
+    frame = frame.iloc[:rows]
+    path = directory / f"{dataset}.csv"
+    frame.to_csv(path, index=False)
+    bounds = SplitBounds.from_fractions(rows, PROTOCOL["val_fraction"], PROTOCOL["test_fraction"])
+    return path, frame["OT"].to_numpy(dtype=np.float64), bounds.train_end
 
 
-def published(data_dir: Path, horizon: int) -> list[tuple[str, float, float]]:
-    path = data_dir / "published_univariate.csv"
-    if not path.exists():
-        return []
-    rows = []
-    with open(path) as handle:
-        for row in csv.DictReader(handle):
-            if row.get("dataset", "ETTh1") == "ETTh1" and int(float(row.get("horizon", -1))) == horizon:
-                rows.append((row.get("model", "?"), float(row["mse"]), float(row["mae"])))
-    return rows
+def api_forecasts(
+    forecaster: Forecaster, values: np.ndarray, stamps: np.ndarray, origins: np.ndarray
+) -> tuple[np.ndarray, dict[float, tuple[np.ndarray, np.ndarray]]]:
+    """Median [K, H] and interval bounds per level through the API's forecast answer path."""
+    window = forecaster.spec.window
+    means: list[list[float]] = []
+    lowers: dict[float, list[list[float]]] = {lv: [] for lv in LEVELS}
+    uppers: dict[float, list[list[float]]] = {lv: [] for lv in LEVELS}
+    for start in range(0, len(origins), BODY_SERIES):
+        chunk = origins[start : start + BODY_SERIES]
+        body = {
+            "series": [
+                {
+                    "id": str(origin),
+                    "values": values[origin - window : origin].tolist(),
+                    "timestamps": [str(s) for s in stamps[origin - window : origin]],
+                }
+                for origin in chunk
+            ],
+            "levels": list(LEVELS),
+        }
+        (reply,) = answer_forecasts(forecaster, {"name": "bench"}, [json.dumps(body).encode()])
+        if reply.body is None:
+            raise SystemExit(f"the API refused the request: {reply}")
+        for item in json.loads(reply.body)["forecasts"]:
+            means.append(item["mean"])
+            for interval in item["intervals"]:
+                lowers[interval["level"]].append(interval["lower"])
+                uppers[interval["level"]].append(interval["upper"])
+    bands = {lv: (np.array(lowers[lv]), np.array(uppers[lv])) for lv in LEVELS}
+    return np.array(means), bands
 
 
-def run(values: np.ndarray, horizon: int, seed: int, threads: int) -> tuple[float, float, float]:
-    torch.set_num_threads(threads)
-    setup = SETUPS.get(horizon, Setup(336, 48, "instance"))
-    config = TrainingConfig(
-        window=setup.window, horizon=horizon, hidden=128, layers=1, dropout=0.0, patch_len=setup.patch_len,
-        normalisation=setup.normalisation, epochs=30, batch_size=128, lr=1e-3, patience=4, seed=seed,
-    )  # fmt: skip
-    bounds = SplitBounds(train_end=TRAIN_END, val_end=VAL_END, length=TEST_END)
-    dataset = WindowDataset.build([("OT", values, np.zeros(0))], [bounds], config.window, horizon, [])
-    spec = ForecasterSpec(
-        window=config.window,
-        horizon=horizon,
-        frequency="h",
-        scaling=Scaling.fit(config.normalisation, torch.from_numpy(dataset.training_values())),
-        network=NetworkConfig(
-            "gru", config.patch_len, config.hidden, config.layers, horizon, len(config.quantiles)
-        ),
-        patch_len=config.patch_len,
-        quantiles=config.quantiles,
+def evaluate(dataset: str, horizon: int, data_dir: Path, workdir: Path) -> tuple[list[Row], list[str]]:
+    path, values, train_end = protocol_file(data_dir, dataset, workdir)
+    spread = float(np.std(values[:train_end]))
+    registry = open_registry(
+        Settings(models_dir=workdir / "models", database_url=f"sqlite:///{workdir}/r.db")
     )
-    forecaster = Forecaster.create(spec, seed=seed)
+    name = f"{dataset.lower()}-{horizon}"
     started = time.perf_counter()
-    fit(forecaster, dataset, config)
-    seconds = time.perf_counter() - started
-    predictions = predict_origins(forecaster, dataset, dataset.origins("test"))
-    errors = predictions.quantiles[:, :, forecaster.spec.median_index] - predictions.targets
-    return float(np.mean(errors**2)), float(np.mean(np.abs(errors))), seconds
+    result = train_file(path, name, registry, None, time_col="date", value_col="OT",
+                        overrides={"horizon": horizon, **PROTOCOL})  # fmt: skip
+    wall = time.perf_counter() - started
+    loaded = registry.load(result.version)
+    registry.database.dispose()
+    bounds = SplitBounds.from_fractions(len(values), PROTOCOL["val_fraction"], PROTOCOL["test_fraction"])
+    origins = bounds.origins("test", loaded.forecaster.spec.window, horizon)
+    targets = values[origins[:, None] + np.arange(horizon)[None, :]]  # [K, H]
+    stamps = pd.read_csv(path, usecols=["date"])["date"].to_numpy()
+    median, bands = api_forecasts(loaded.forecaster, values, stamps, origins)
+    errors = (median - targets) / spread
+    coverage = tuple(float(np.mean((targets >= lo) & (targets <= hi))) for lo, hi in bands.values())
+    rows = [Row("tswatch defaults", float(np.mean(errors**2)), float(np.mean(np.abs(errors))),
+                wall, (coverage[0], coverage[1]), result.manifest.training.seconds)]  # fmt: skip
+    season = DAY_STEPS * (4 if dataset.startswith("ETTm") else 1)  # the daily cycle, detected or not
+    for label, lag in ((f"seasonal naive ({season})", season), ("random walk", 1)):
+        naive = (seasonal_naive_forecast(values, origins, horizon, lag) - targets) / spread
+        rows.append(Row(label, float(np.mean(naive**2)), float(np.mean(np.abs(naive)))))
+    choices = [f"{c.field}={c.value} ({c.source}: {c.reason})" for c in result.manifest.training.choices]
+    return rows, choices
 
 
-def naive(values: np.ndarray, horizon: int, season: int) -> tuple[float, float]:
-    bounds = SplitBounds(train_end=TRAIN_END, val_end=VAL_END, length=TEST_END)
-    origins = bounds.origins("test", 336, horizon)
-    targets = values[origins[:, None] + np.arange(horizon)[None, :]]
-    errors = seasonal_naive_forecast(values, origins, horizon, season) - targets
-    return float(np.mean(errors**2)), float(np.mean(np.abs(errors)))
+def published(data_dir: Path, dataset: str, horizon: int) -> list[Row]:
+    with open(data_dir / "published_univariate.csv") as handle:
+        lines = [line for line in handle if not line.startswith("#")]
+    return [
+        Row(f"published {row['model']}", float(row["mse"]), float(row["mae"]))
+        for row in csv.DictReader(lines)
+        if row["dataset"] == dataset and int(row["horizon"]) == horizon
+    ]
 
 
 def main() -> None:
@@ -106,25 +142,28 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--datasets", nargs="+", default=["ETTh1", "ETTh2", "ETTm1"])
     parser.add_argument("--horizons", type=int, nargs="+", default=[24, 96])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--choices", action="store_true", help="print every configuration choice")
     args = parser.parse_args()
-    if not (args.data / "ETTh1.csv").exists():
-        raise SystemExit(f"ETTh1.csv not found under {args.data}; pass --data DIR")
-    values = load_ot(args.data)
-    print(f"{'horizon':>7}  {'model':<28} {'MSE':>8} {'MAE':>8} {'train s':>8}")
-    for horizon in args.horizons:
-        for seed in args.seeds:
-            mse, mae, seconds = run(values, horizon, seed, args.threads)
-            print(
-                f"{horizon:>7}  {'tswatch GRU (seed ' + str(seed) + ')':<28} {mse:>8.4f} {mae:>8.4f} {seconds:>8.1f}"
-            )
-        for label, season in (("seasonal naive (24 h)", SEASON), ("random walk", 1)):
-            mse, mae = naive(values, horizon, season)
-            print(f"{horizon:>7}  {label:<28} {mse:>8.4f} {mae:>8.4f} {'-':>8}")
-        for model, mse, mae in published(args.data, horizon):
-            print(f"{horizon:>7}  {'published ' + model:<28} {mse:>8.4f} {mae:>8.4f} {'-':>8}")
+    torch.set_num_threads(Settings().torch_threads)
+    print(f"torch threads {torch.get_num_threads()}; load average before: {os.getloadavg()[0]:.2f}")
+    header = f"{'data':<6} {'H':>3}  {'forecaster':<26} {'MSE':>7} {'MAE':>7} {'fit/all s':>9} {'cov80':>6} {'cov95':>6}"
+    print(header)
+    for dataset in args.datasets:
+        for horizon in args.horizons:
+            with tempfile.TemporaryDirectory() as tmp:
+                rows, choices = evaluate(dataset, horizon, args.data, Path(tmp))
+            load = os.getloadavg()[0]
+            for row in rows + published(args.data, dataset, horizon):
+                seconds = "-" if row.seconds is None else f"{row.fit_seconds or 0:.0f}/{row.seconds:.0f}"
+                cov = ("-", "-") if row.coverage is None else tuple(f"{c:.1%}" for c in row.coverage)
+                print(f"{dataset:<6} {horizon:>3}  {row.label:<26} {row.mse:>7.4f} {row.mae:>7.4f} "
+                      f"{seconds:>9} {cov[0]:>6} {cov[1]:>6}")  # fmt: skip
+            print(f"{'':<11}(load average after this run: {load:.2f})")
+            if args.choices:
+                for choice in choices:
+                    print(f"{'':<11}{choice}")
 
 
 if __name__ == "__main__":

@@ -54,7 +54,9 @@ def train(models_dir: Path) -> None:
     )
     data = prepare(pd.DataFrame({"timestamp": stamps, "value": values}), min_length=120)
     config = TrainingConfig(window=96, horizon=24, hidden=64, layers=2, patch_len=8, epochs=2, calendar=False)
-    train_model(data, "bench", open_registry(Settings(models_dir=models_dir)), config, alias="production")
+    train_model(
+        data, "bench", open_registry(Settings(models_dir=models_dir)), config, alias="production", force=True
+    )
 
 
 def free_port() -> int:

@@ -129,7 +129,7 @@ def train(models_dir: Path, database_url: str | None = None) -> None:
         window=API_WINDOW, horizon=24, hidden=32, layers=2, epochs=2, max_batches_per_epoch=40
     )
     settings = Settings(models_dir=models_dir, database_url=database_url)
-    train_model(data, "bench", open_registry(settings), config, alias="production")
+    train_model(data, "bench", open_registry(settings), config, alias="production", force=True)
 
 
 def free_port() -> int:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from app.timestamps import (
     datetime64_to_iso,
@@ -52,3 +53,13 @@ def test_datetime64_to_iso_is_numpys_form_and_parses_back() -> None:
     assert datetime64_to_iso(stamp, "s") == "2024-01-17T15:00:00"
     assert parse_pd_timestamp(datetime64_to_iso(stamp)) == pd.Timestamp(stamp)
     assert parse_pd_timestamp("2024-01-05 04:00:00") == pd.Timestamp(2024, 1, 5, 4)
+
+
+def test_from_epoch_millis_is_exact_and_refuses_stamps_out_of_range() -> None:
+    from app.timestamps import from_epoch_millis
+
+    assert from_epoch_millis(1_700_000_000_123) == datetime(2023, 11, 14, 22, 13, 20, 123000)
+    assert from_epoch_millis(-1) == datetime(1969, 12, 31, 23, 59, 59, 999000)
+    for millis in (-(2**63), 2**63 - 1, 10**13):  # 10**13 ms: the year 2286
+        with pytest.raises(ValueError):
+            from_epoch_millis(millis)

@@ -9,10 +9,23 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 import app as package
-from app.api.limits import BodySizeLimitMiddleware
+from app.api.limits import BodySizeLimitMiddleware, LargerBodies
 from app.api.metrics import ApiMetrics, MetricsMiddleware
 from app.api.problems import install_problem_handlers
-from app.api.routes import azure, detect, forecasts, health, hooks, models, streams, ui, webhooks
+from app.api.routes import (
+    azure,
+    detect,
+    forecasts,
+    health,
+    hooks,
+    intervals,
+    jobs,
+    models,
+    prometheus,
+    streams,
+    ui,
+    webhooks,
+)
 from app.api.services import Services
 from app.settings import Settings
 
@@ -37,12 +50,24 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     install_problem_handlers(application)
-    routers = (health.router, forecasts.router, detect.router, models.router, streams.router, ui.router)
+    routers = (
+        health.router,
+        forecasts.router,
+        intervals.router,
+        detect.router,
+        models.router,
+        jobs.router,
+        streams.router,
+        ui.router,
+    )
     for router in (*routers, ui.pages):
         application.include_router(router)
     application.mount("/ui/static", StaticFiles(directory=ui.STATIC_DIR), name="ui-static")
-    for router in (hooks.router, webhooks.router, azure.router):
+    for router in (hooks.router, webhooks.router, azure.router, prometheus.router):
         application.include_router(router)
-    application.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    uploads = LargerBodies("POST", jobs.UPLOAD_PATH, settings.max_upload_bytes)
+    application.add_middleware(
+        BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes, larger=[uploads]
+    )
     application.add_middleware(MetricsMiddleware, metrics=metrics)
     return application

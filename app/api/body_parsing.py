@@ -44,8 +44,13 @@ def parse_like_fastapi(model: type[Body], content_type: str | None, body: bytes)
     try:
         return model.model_validate(value)
     except ValidationError as error:
-        errors = error.errors(include_url=False, include_context=False)
-        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
+        raise body_validation_error(error) from None
+
+
+def body_validation_error(error: ValidationError) -> RequestValidationError:
+    """`error` (of a model validated from a request body) as FastAPI's error for that body."""
+    errors = error.errors(include_url=False, include_context=False)
+    return RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors])
 
 
 def parse_body(model: type[Body], content_type: str | None, body: bytes) -> Body:

@@ -11,11 +11,8 @@ is started for the next body.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import multiprocessing
-import os
-import signal
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -24,11 +21,10 @@ from fastapi.exceptions import RequestValidationError
 
 from app.api.detect_wire import ParsedDetect, parse_detect_body
 from app.concurrency import run_blocking
+from app.processes import die_with_parent
 from app.serving.detection import release_free_memory
 
 logger = logging.getLogger("tswatch.api")
-
-PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 def _parse_in_child(content_type: str | None, body: bytes) -> tuple[str, Any]:
@@ -39,18 +35,6 @@ def _parse_in_child(content_type: str | None, body: bytes) -> tuple[str, Any]:
         return "invalid", list(error.errors())
     finally:
         release_free_memory()
-
-
-def _die_with_parent() -> None:
-    """Child initializer: ask Linux to SIGTERM this child when its parent dies (even by kill -9), so a killed
-    server leaves no parser behind. Elsewhere a no-op (the child then ends with the parent's pipe)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() == 1:  # the parent died before the request above took effect
-        os._exit(0)
 
 
 def _warm() -> None:
@@ -66,7 +50,7 @@ class DetectBodyParser:
     @staticmethod
     def _new_executor() -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
-            max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent
+            max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent
         )
 
     def warm(self) -> None:

@@ -15,7 +15,9 @@ from fastapi.security import HTTPAuthorizationCredentials
 
 from app.api.auth import SUBSCRIPTION_KEY_HEADER, Principal, authenticate, authorize, bearer_scheme
 from app.api.services import Services
+from app.jobs.service import JobService
 from app.keys.roles import Role
+from app.prometheus.ingest import RemoteWriteIngest
 from app.registry.store import Registry
 from app.streams.service import StreamService
 from app.webhooks.inbound import MessageKey, has_webhook_headers
@@ -51,6 +53,20 @@ RegistryDep = Annotated[Registry, Depends(get_registry)]
 StreamsDep = Annotated[StreamService, Depends(get_streams)]
 EndpointsDep = Annotated[EndpointStore, Depends(get_endpoints)]
 PointIngestDep = Annotated[PointIngest, Depends(get_point_ingest)]
+
+
+async def get_remote_write(services: ServicesDep) -> RemoteWriteIngest:
+    return services.remote_write
+
+
+RemoteWriteDep = Annotated[RemoteWriteIngest, Depends(get_remote_write)]
+
+
+async def get_jobs(services: ServicesDep) -> JobService:
+    return services.jobs
+
+
+JobsDep = Annotated[JobService, Depends(get_jobs)]
 
 
 async def authenticate_request(request: Request, services: Services) -> Principal:

@@ -22,15 +22,16 @@ from app.serving.bodies import BodyReply
 from app.serving.inference import (
     SeriesInput,
     ShapedForecasts,
-    check_horizon,
     check_inputs,
     check_levels,
     model_inputs,
     shape_forecasts,
 )
+from app.serving.recursion import check_horizon, extend_horizon, horizon_marks
 from app.timestamps import datetime64_to_iso_z
 
 _Accepted = tuple[int, ForecastRequest, list[SeriesInput], int]
+TRAINING_CALIBRATION = {"intervals": "training", "observations": 0}
 
 
 def to_inputs(series: list[SeriesPayload]) -> list[SeriesInput]:
@@ -91,10 +92,12 @@ def _reply(
     horizon: int,
 ) -> BodyReply:
     try:
+        quantiles = extend_horizon(forecaster, series, quantiles, horizon)  # beyond the trained horizon
         shaped = shape_forecasts(forecaster, series, quantiles, horizon, request.levels)
-    except InvalidInputError as error:  # non-finite forecasts
+    except InvalidInputError as error:  # non-finite forecasts, timestamps past 2262
         return BodyReply("invalid", detail=error.detail, fields=error.fields)
-    body = to_json({"model": model, "forecasts": forecast_items(series, shaped)})
+    marks = horizon_marks(forecaster, horizon)
+    body = to_json({"model": model, **marks, "forecasts": forecast_items(series, shaped)})
     return BodyReply("ok", body=body, series=len(series))
 
 
@@ -110,6 +113,7 @@ def forecast_items(series: list[SeriesInput], shaped: ShapedForecasts) -> list[d
             "intervals": [
                 {"level": level, "lower": lower[k], "upper": upper[k]} for level, lower, upper in bounds
             ],
+            "calibration": TRAINING_CALIBRATION,  # the server may replace it (app.serving.online_intervals)
         }
         for k, (item, stamps) in enumerate(zip(series, shaped.timestamps, strict=True))
     ]

@@ -9,6 +9,9 @@ the application answers is replaced by the 413, provided the application had not
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -85,10 +88,28 @@ class _Guard:
             await send_too_large(self.scope, self._receive, self._send, self.limit)
 
 
+@dataclass(frozen=True)
+class LargerBodies:
+    """A route whose bodies may exceed the general limit (an upload): its method, a pattern its whole path
+    matches, and its own limit."""
+
+    method: str
+    path: re.Pattern[str]
+    max_body_bytes: int
+
+
 class BodySizeLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, larger: Sequence[LargerBodies] = ()) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.larger = tuple(larger)
+
+    def limit(self, scope: Scope) -> int:
+        """The body limit of this request: its route's own, else the general one."""
+        for route in self.larger:
+            if scope.get("method") == route.method and route.path.fullmatch(scope.get("path", "")):
+                return route.max_body_bytes
+        return self.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -99,13 +120,14 @@ class BodySizeLimitMiddleware:
         except _InvalidContentLength as error:
             await _bad_length(scope, receive, send, str(error))
             return
-        if length is not None and length > self.max_body_bytes:
-            await send_too_large(scope, receive, send, self.max_body_bytes)
+        limit = self.limit(scope)
+        if length is not None and length > limit:
+            await send_too_large(scope, receive, send, limit)
             return
-        await self._guarded(scope, receive, send)
+        await self._guarded(scope, receive, send, limit)
 
-    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
-        guard = _Guard(scope, receive, send, self.max_body_bytes)
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        guard = _Guard(scope, receive, send, limit)
         try:
             await self.app(scope, guard.receive, guard.send)
         except Exception:

@@ -66,6 +66,13 @@ class ApiMetrics:
             buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
+        self.remote_write = Counter(
+            "tswatch_remote_write_samples",
+            "Prometheus remote write samples by outcome (stored, duplicate, stale, bad_timestamp, unmatched, "
+            "stream_limit, refused).",
+            ("outcome",),
+            registry=self.registry,
+        )
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         method = method if method in KNOWN_METHODS else "OTHER"
@@ -91,6 +98,9 @@ class ApiMetrics:
 
     def batch(self, n: int) -> None:
         self.batch_size.observe(n)
+
+    def remote_write_samples(self, outcome: str, n: int) -> None:
+        self.remote_write.labels(outcome).inc(n)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -17,11 +17,16 @@ from app.api.body_process import DetectBodyParser
 from app.api.forecast_answers import answer_forecasts
 from app.api.metrics import ApiMetrics
 from app.concurrency import run_blocking
+from app.jobs.service import JobService
 from app.keys.store import KeyStore
+from app.prometheus.export import StreamMetrics
+from app.prometheus.ingest import NewStreams, RemoteWriteIngest
+from app.prometheus.labels import LabelRule
 from app.registry.factory import open_registry
 from app.registry.gc import collect_at_start
 from app.registry.store import Registry
 from app.serving.detection import DetectionService
+from app.serving.online_intervals import OnlineIntervals
 from app.serving.pool import ModelPool, PoolHooks
 from app.serving.remote import InferenceWorker
 from app.settings import Settings
@@ -63,6 +68,10 @@ class Services:
     ingest: PointIngest
     detection: DetectionService
     detect_bodies: DetectBodyParser
+    jobs: JobService  # training jobs, run in worker processes
+    intervals: OnlineIntervals  # online interval calibration from fed actuals
+    remote_write: RemoteWriteIngest
+    stream_metrics: StreamMetrics | None  # None: per-stream metrics are off (settings.stream_metrics)
     ready: bool = False
     load_problems: list[str] = field(default_factory=list)
     _watcher: asyncio.Task[None] | None = None
@@ -107,6 +116,16 @@ class Services:
             snapshot_points=settings.stream_snapshot_points,
         )
         ingest = PointIngest(streams, webhooks.secrets, webhooks.idempotency)
+        intervals = OnlineIntervals(database, pool)
+        if settings.stream_interval_calibration:
+            streams.after_store = intervals.feed_streams  # model-bound streams' readings are actuals
+        remote_write = RemoteWriteIngest(
+            streams,
+            LabelRule.of(settings.remote_write_labels),
+            settings.remote_write_max_streams,
+            NewStreams(settings.remote_write_learning_points, settings.remote_write_sensitivity),
+            on_samples=metrics.remote_write_samples,
+        )
         return cls(
             settings=settings,
             metrics=metrics,
@@ -118,8 +137,14 @@ class Services:
             webhooks=webhooks,
             streams=streams,
             detect_bodies=DetectBodyParser(),
+            jobs=JobService(settings, database),
+            intervals=intervals,
             ingest=ingest,
             detection=DetectionService(pool, settings.max_detect_points, on_anomalies=metrics.anomalies),
+            remote_write=remote_write,
+            stream_metrics=(
+                StreamMetrics(database, settings.stream_metrics_max) if settings.stream_metrics else None
+            ),
         )
 
     async def readiness(self) -> Readiness:
@@ -150,6 +175,7 @@ class Services:
         self.ready = True
         self._watcher = asyncio.create_task(self._watch_aliases())
         self.webhooks.worker.start()
+        await self.jobs.start()
 
     async def _watch_aliases(self) -> None:
         while True:
@@ -161,6 +187,7 @@ class Services:
 
     async def stop(self) -> None:
         self.ready = False
+        await self.jobs.stop()
         await self.webhooks.worker.stop()
         if self._watcher is not None:
             self._watcher.cancel()

@@ -8,6 +8,7 @@ import typer
 
 COMMAND_MODULES = (
     "app.cli.train",
+    "app.cli.backtest",
     "app.cli.models",
     "app.cli.serve",
     "app.cli.keys",

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from app.cli.output import console, fail, print_json
 from app.cli.plots import plot_training_report
+from app.cli.quality import manifest_losses, warn_if_losing
 from app.cli.train import coverage_table, metrics_table
 from app.errors import TswatchError
 from app.registry.factory import open_registry
@@ -97,6 +98,7 @@ def show_model(
     )
     console.print(metrics_table(manifest.metrics))
     console.print(coverage_table(manifest.metrics))
+    warn_if_losing(manifest_losses(manifest), name, info.version)
     if plot is not None:
         console.print(f"report plot written to {plot}", soft_wrap=True)
 
@@ -106,11 +108,18 @@ def set_alias(
     name: Annotated[str, typer.Argument(help="Model name.")],
     alias: Annotated[str, typer.Argument(help="Alias, e.g. production or staging.")],
     version: Annotated[int, typer.Argument(help="Version the alias should point to.")],
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Point production even at a version that loses to a naive baseline."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Point ALIAS at VERSION (atomic; running servers pick it up within seconds)."""
+    """Point ALIAS at VERSION (atomic; running servers pick it up within seconds).
+
+    `production` refuses a version whose test MAE is worse than seasonal naive or random walk unless --force;
+    other aliases are not guarded."""
     try:
-        _registry().set_alias(name, alias, version)
+        _registry().set_alias(name, alias, version, force=force)
     except TswatchError as error:
         fail(error.detail)
     if as_json:

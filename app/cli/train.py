@@ -12,13 +12,18 @@ from rich.table import Table
 from app.cli.output import console, error_console, fail, print_json
 from app.cli.plots import REPORT_FILE, plot_training_report
 from app.cli.progress import training_progress
+from app.cli.quality import losses_json, manifest_losses, refusal_message, warn_if_losing
+from app.cli.search_table import search_table
+from app.cli.train_tables import gaps_table, per_series_table
 from app.errors import TswatchError
 from app.registry.factory import open_registry
 from app.registry.manifest import EvaluationMetrics
 from app.settings import Settings
-from app.training.config import TrainingConfig
+from app.training.config import Choice, TrainingConfig
 from app.training.data.errors import DataValidationError
+from app.training.data.gaps import DEFAULT_GAP_POLICY
 from app.training.data.parsing import DEFAULT_TIME_COL, DEFAULT_VALUE_COL
+from app.training.data.reading import ReadOptions
 from app.training.pipeline import TrainingResult, train_file
 
 SCALED_COLUMNS = {"mase_seasonal": "MASE (seasonal)", "mase_random_walk": "MASE (random walk)"}
@@ -80,15 +85,36 @@ def write_report_plot(result: TrainingResult) -> Path | None:
         return None
 
 
+def choices_table(choices: list[Choice]) -> Table:
+    table = Table(title="Training configuration")
+    for column in ("option", "value", "from", "why"):
+        table.add_column(column)
+    for choice in choices:
+        table.add_row(choice.field, str(choice.value), choice.source, choice.reason)
+    return table
+
+
+def print_choices(config: TrainingConfig, choices: list[Choice]) -> None:
+    """Every chosen or given option with its reason, before training starts."""
+    console.print(choices_table(choices))
+
+
 def report(result: TrainingResult, as_json: bool, plot_path: Path | None = None) -> None:
     manifest = result.manifest
+    losses = manifest_losses(manifest)
     if as_json:
+        warn_if_losing(losses, result.version.name, result.version.version)  # on stderr
         print_json(
             {
                 "name": result.version.name,
                 "version": result.version.version,
                 "metrics": manifest.metrics.model_dump(mode="json"),
+                "loses_to": losses_json(losses),
+                "refused_alias": result.refused_alias,
+                "notices": list(result.notices),
+                "gaps": manifest.data.model_dump(mode="json")["gaps"],
                 "report_plot": None if plot_path is None else str(plot_path),
+                "search": manifest.training.model_dump(mode="json").get("search", []),
             }
         )
         return
@@ -97,10 +123,20 @@ def report(result: TrainingResult, as_json: bool, plot_path: Path | None = None)
         f"(best epoch {manifest.training.best_epoch}, {manifest.training.seconds:.1f}s) "
         f"at {result.version.path}"
     )
+    for notice in result.notices:
+        console.print(f"[yellow]note:[/] {notice}", highlight=False, soft_wrap=True)
+    for table in (
+        gaps_table(manifest.data.gaps, DEFAULT_GAP_POLICY),
+        per_series_table(manifest.metrics.per_series),
+        search_table(manifest.training.search),
+    ):
+        if table is not None:
+            console.print(table)
     console.print(metrics_table(manifest.metrics))
     console.print(coverage_table(manifest.metrics))
     if plot_path is not None:
         console.print(f"report plot written to {plot_path}", soft_wrap=True)
+    warn_if_losing(losses, result.version.name, result.version.version)  # last: it must not scroll away
 
 
 def train(
@@ -111,52 +147,134 @@ def train(
     id_col: Annotated[
         str | None, typer.Option(help="Series id column (long format: one global model).")
     ] = None,
-    window: Annotated[int, typer.Option(help="Past points the network reads.")] = TrainingConfig.window,
-    horizon: Annotated[int, typer.Option(help="Future points forecast at once.")] = TrainingConfig.horizon,
-    cell: Annotated[str, typer.Option(help="Recurrent cell: gru, lstm or rnn.")] = TrainingConfig.cell,
-    hidden: Annotated[int, typer.Option(help="Hidden units per layer.")] = TrainingConfig.hidden,
-    layers: Annotated[int, typer.Option(help="Stacked recurrent layers.")] = TrainingConfig.layers,
-    dropout: Annotated[float, typer.Option(help="Dropout between layers.")] = TrainingConfig.dropout,
+    sep: Annotated[
+        str | None,
+        typer.Option(help='CSV column separator, e.g. ";" or tab (default: sniffed from the header).'),
+    ] = None,
+    decimal: Annotated[str, typer.Option(help='Decimal mark of the numbers: "." or ",".')] = ".",
+    dayfirst: Annotated[
+        bool | None,
+        typer.Option(
+            "--dayfirst/--no-dayfirst",
+            help="Read dates like 03/04/2024 as 3 April (default: detected where a day > 12 shows it, "
+            "else month-first).",
+        ),
+    ] = None,
+    window: Annotated[
+        int | None, typer.Option(help="Past points the network reads (default: from the data).")
+    ] = None,
+    horizon: Annotated[
+        int | None, typer.Option(help="Future points forecast at once (default: from the frequency).")
+    ] = None,
+    cell: Annotated[str | None, typer.Option(help="Recurrent cell: gru, lstm or rnn.")] = None,
+    hidden: Annotated[
+        int | None, typer.Option(help="Hidden units per layer (default: from the data).")
+    ] = None,
+    layers: Annotated[int | None, typer.Option(help="Stacked recurrent layers.")] = None,
+    dropout: Annotated[float | None, typer.Option(help="Dropout between layers.")] = None,
     patch_len: Annotated[
-        int, typer.Option(help="Points per recurrent step (1 = point by point).")
-    ] = TrainingConfig.patch_len,
+        int | None,
+        typer.Option(help="Points per recurrent step (1 = point by point; default: from the data)."),
+    ] = None,
     normalisation: Annotated[
-        str, typer.Option(help="instance, last or global.")
-    ] = TrainingConfig.normalisation,
+        str | None, typer.Option(help="instance, last or global (default: from the horizon and season).")
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            help="Naive forecast the network corrects: none, last or seasonal (default: from validation)."
+        ),
+    ] = None,
     calendar: Annotated[
         bool | None,
         typer.Option("--calendar/--no-calendar", help="Calendar inputs (default: sub-daily data)."),
     ] = TrainingConfig.calendar,
-    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = TrainingConfig.epochs,
-    batch_size: Annotated[int, typer.Option(help="Windows per batch.")] = TrainingConfig.batch_size,
-    lr: Annotated[float, typer.Option(help="Learning rate (AdamW).")] = TrainingConfig.lr,
+    epochs: Annotated[int | None, typer.Option(help="Maximum epochs (default: from the data size).")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Windows per batch.", show_default=str(TrainingConfig.batch_size))
+    ] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Learning rate (AdamW).", show_default=str(TrainingConfig.lr))
+    ] = None,
     patience: Annotated[
-        int, typer.Option(help="Epochs without validation gain before stopping.")
-    ] = TrainingConfig.patience,
-    seed: Annotated[int, typer.Option(help="Random seed (runs are deterministic).")] = TrainingConfig.seed,
+        int | None,
+        typer.Option(help="Epochs without validation gain before stopping (default: from the data)."),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Random seed (runs are deterministic).", show_default=str(TrainingConfig.seed)),
+    ] = None,
     alias: Annotated[str | None, typer.Option(help="Point this alias at the new version.")] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Point --alias production even at a version that loses to a naive baseline."
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    per_series: Annotated[
+        bool,
+        typer.Option(
+            "--per-series", help="One model per series (needs --id-col), each registered as NAME-<series id>."
+        ),
+    ] = False,
+    search: Annotated[
+        int | None,
+        typer.Option(
+            help="Fit N configurations around the data-driven defaults, register the best on validation."
+        ),
+    ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="Run the fits on this Ray cluster (needs the ray extra; env TSWATCH_RAY_ADDRESS).",
+        ),
+    ] = None,
 ) -> None:
-    """Train a recurrent forecaster and register it as a new version."""
+    """Train a recurrent forecaster and register it as a new version.
+
+    A version whose test MAE is worse than seasonal naive or random walk is flagged; `--alias production`
+    then registers it without moving the alias (exit code 1) unless `--force`. Other aliases are not guarded."""
     settings = Settings()
     torch.set_num_threads(settings.torch_threads)
     try:
-        config = TrainingConfig(
+        given = dict(
             window=window, horizon=horizon, cell=cell, hidden=hidden, layers=layers, dropout=dropout,
-            patch_len=patch_len, normalisation=normalisation, calendar=calendar, epochs=epochs,
-            batch_size=batch_size, lr=lr, patience=patience, seed=seed,
+            patch_len=patch_len, normalisation=normalisation, baseline=baseline, calendar=calendar,
+            epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
         )  # fmt: skip
+        overrides = {key: value for key, value in given.items() if value is not None}
+        ray_address = ray or settings.ray_address
+        if (
+            ray_address or per_series or search is not None
+        ):  # app/cli/train_scaled.py; ray only with an address
+            from app.cli.train_scaled import DataOptions, ScaledOptions, train_scaled
+
+            scaled = ScaledOptions(ray_address, per_series, search)
+            reading = ReadOptions(sep=sep, decimal=decimal, dayfirst=dayfirst)
+            train_scaled(
+                data, name, settings, scaled, overrides, DataOptions(time_col, value_col, id_col, reading),
+                alias=alias, force=force, as_json=as_json,
+            )  # fmt: skip
+            return
         registry = open_registry(settings)
         progress = None if as_json else training_progress(console, name)
         result = train_file(
-            data, name, registry, config, time_col=time_col, value_col=value_col, id_col=id_col,
-            alias=alias, progress=progress,
+            data, name, registry, None, time_col=time_col, value_col=value_col, id_col=id_col,
+            alias=alias, force=force, progress=progress, overrides=overrides,
+            announce=None if as_json else print_choices,
+            read_options=ReadOptions(sep=sep, decimal=decimal, dayfirst=dayfirst),
         )  # fmt: skip
     except KeyboardInterrupt:
         fail("training interrupted: nothing was registered", code=130)
     except (DataValidationError, TswatchError, ValueError) as error:
         fail(str(error))
     report(result, as_json, write_report_plot(result))
+    if result.refused_alias is not None:
+        losses = manifest_losses(result.manifest)
+        fail(refusal_message(name, result.refused_alias, result.version.version, losses), code=1)
 
 
 def register(cli: typer.Typer) -> None:

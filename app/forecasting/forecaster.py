@@ -6,11 +6,13 @@ Everything here is pure torch/numpy: windows in, quantile forecasts in the data'
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
+from pydantic import Field
 
+from app.forecasting.baselines import BASELINES, baseline_forecast
 from app.forecasting.calendar import calendar_matrix
 from app.forecasting.network import NetworkConfig, RecurrentForecastNetwork
 from app.forecasting.quantiles import DEFAULT_QUANTILES, MEDIAN
@@ -28,8 +30,16 @@ class ForecasterSpec:
     patch_len: int = 1
     quantiles: tuple[float, ...] = DEFAULT_QUANTILES
     calendar_features: tuple[str, ...] = field(default_factory=tuple)
+    # The naive forecast the network corrects (app/forecasting/baselines.py) and its season in steps. At their
+    # defaults (the plain network) they are left out of manifests, so older versions keep their bytes.
+    baseline: Annotated[str, Field(exclude_if=lambda kind: kind == "none")] = "none"
+    season: Annotated[int, Field(exclude_if=lambda season: season == 1)] = 1
 
     def __post_init__(self) -> None:
+        if self.baseline not in BASELINES:
+            raise ValueError(f"baseline={self.baseline!r} is unknown; use one of {', '.join(BASELINES)}")
+        if not 1 <= self.season <= self.window:
+            raise ValueError(f"season={self.season} must lie in [1, window={self.window}]")
         if self.window % self.patch_len:
             raise ValueError(
                 f"window={self.window} is not a multiple of patch_len={self.patch_len}; "
@@ -56,6 +66,7 @@ class ForecasterSpec:
             "calendar_features": list(self.calendar_features),
             "scaling": self.scaling.to_dict(),
             "network": self.network.to_dict(),
+            **({"baseline": self.baseline, "season": self.season} if self.baseline != "none" else {}),
         }
 
     @classmethod
@@ -69,6 +80,8 @@ class ForecasterSpec:
             calendar_features=tuple(str(name) for name in data["calendar_features"]),
             scaling=Scaling(**data["scaling"]),
             network=NetworkConfig(**data["network"]),
+            baseline=str(data.get("baseline", "none")),
+            season=int(data.get("season", 1)),
         )
 
 
@@ -84,7 +97,12 @@ class Forecaster:
         expected_input = spec.patch_len * spec.features_per_step
         if spec.network.input_size != expected_input:
             spec = replace(spec, network=replace(spec.network, input_size=expected_input))
-        return cls(spec, RecurrentForecastNetwork(spec.network))
+        network = RecurrentForecastNetwork(spec.network)
+        if spec.baseline != "none":  # start exactly at the baseline: the correction is learnt from zero
+            with torch.no_grad():
+                network.head.weight.zero_()
+                network.head.bias.zero_()
+        return cls(spec, network)
 
     @property
     def uses_calendar(self) -> bool:
@@ -106,10 +124,18 @@ class Forecaster:
     def scaled_forward(
         self, windows: torch.Tensor, calendar: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Network output in scaled units with the scaling used: [B, L] -> ([B, H, Q], [B, 1], [B, 1])."""
+        """Forecast in scaled units with the scaling used: [B, L] -> ([B, H, Q], [B, 1], [B, 1]).
+
+        With a baseline the network's output is a correction added to the baseline's scaled forecast, so
+        `scaled * scale + loc` is baseline + correction * scale in data units.
+        """
         loc, scale = self.spec.scaling.stats(windows)
         scaled = (windows - loc) / scale  # [B, L]
-        return self.network(self.tokens(scaled, calendar)), loc, scale
+        output: torch.Tensor = self.network(self.tokens(scaled, calendar))  # [B, L / P, F] -> [B, H, Q]
+        base = baseline_forecast(scaled, self.spec.baseline, self.spec.season, self.spec.horizon)  # [B, H]
+        if base is not None:
+            output = output + base.unsqueeze(-1)  # [B, H, Q] + [B, H, 1]
+        return output, loc, scale
 
     @torch.inference_mode()
     def predict(self, windows: np.ndarray, calendar: np.ndarray | None = None) -> np.ndarray:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from app.forecasting.baselines import naive_lags
+
 
 def mae(errors: np.ndarray) -> float:
     return float(np.mean(np.abs(errors)))
@@ -58,8 +60,7 @@ def scaled_mae(errors: np.ndarray, scales: np.ndarray) -> float | None:
 
 def seasonal_naive_forecast(values: np.ndarray, origins: np.ndarray, horizon: int, season: int) -> np.ndarray:
     """Repeat the last observed season: origins [K] -> [K, H]; season 1 is the random walk."""
-    steps = np.arange(horizon)
-    lags = season * (steps // season + 1) - steps  # [H]: how far back each step copies from
+    lags = naive_lags(horizon, season)  # [H]: how far back each step copies from
     forecast: np.ndarray = values[origins[:, None] - lags[None, :]]  # [K, 1] - [1, H] -> [K, H]
     return forecast
 

@@ -14,6 +14,7 @@ The forecaster spec, the training config and the epoch records are the domain da
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
@@ -23,12 +24,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializ
 from app.anomaly import CalibrationSet
 from app.forecasting.forecaster import ForecasterSpec
 from app.timestamps import to_aware_utc, to_iso_z
-from app.training.config import TrainingConfig
+from app.training.config import Choice, ChoiceValue, TrainingConfig
 from app.training.data.gaps import GapReport
 from app.training.trainer import EpochRecord
 
 MANIFEST_FORMAT: Final = "tswatch-model/1"
-MANIFEST_VERSION: Final = 2
+MANIFEST_VERSION: Final = 3
 
 RawManifest = dict[str, Any]
 
@@ -51,13 +52,36 @@ class Runtime(ManifestPart):
     torch: str
 
 
+class SearchTrial(ManifestPart):
+    """One configuration the search (`tswatch train --search N`) fitted, scored on the validation split."""
+
+    number: int = Field(description="0 is the data-driven default configuration.")
+    changes: dict[str, ChoiceValue] = Field(description="Fields that differ from the default configuration.")
+    config: TrainingConfig
+    validation_mae: float = Field(description="MAE of the median forecast over every validation window.")
+    best_val_loss: float
+    best_epoch: int
+    seconds: float
+    chosen: bool
+
+
 class TrainingRun(ManifestPart):
     config: TrainingConfig
+    choices: list[Choice] = Field(
+        default_factory=list,
+        exclude_if=lambda choices: not choices,  # absent, as in older files, when none were recorded
+        description="How each configuration field was chosen (data rule, user, search).",
+    )
     best_epoch: int
     best_val_loss: float
     stopped_early: bool
     seconds: float
     history: list[EpochRecord]
+    search: list[SearchTrial] = Field(
+        default_factory=list,
+        exclude_if=lambda trials: not trials,  # absent, as in older files, without a search
+        description="The trials of `--search N` (empty when there was no search).",
+    )
 
 
 class SeriesExtent(ManifestPart):
@@ -105,6 +129,15 @@ class IntervalScore(ManifestPart):
     mean_width: float
 
 
+class SeriesAccuracy(ManifestPart):
+    """Test accuracy of one series of a global (multi-series) model next to its naive baselines."""
+
+    id: str
+    test_windows: int
+    model: Accuracy
+    baselines: Baselines
+
+
 class EvaluationMetrics(ManifestPart):
     test_windows: int
     season: int
@@ -112,6 +145,19 @@ class EvaluationMetrics(ManifestPart):
     baselines: Baselines
     intervals: dict[str, IntervalScore] = Field(
         description="Interval level ('80.0') -> test coverage, width."
+    )
+    loses_to: list[str] | None = Field(
+        default=None,
+        exclude_if=lambda names: names is None,
+        description="Baselines with a lower test MAE than the model (app.registry.quality): the version is "
+        "flagged and the `production` alias refuses it unless forced. Absent in versions trained before the check.",
+    )
+
+    per_series: list[SeriesAccuracy] | None = Field(
+        default=None,
+        exclude_if=lambda series: series is None,
+        description="Per-series test accuracy of a model trained on several series (pooled metrics mix their "
+        "scales). Absent for single-series models and in versions trained before it.",
     )
 
     def by_forecaster(self) -> dict[str, Accuracy]:
@@ -243,7 +289,7 @@ class PublicManifest(_ManifestBody):
 
 
 class Manifest(_ManifestBody):
-    manifest_version: Literal[2] = MANIFEST_VERSION
+    manifest_version: Literal[3] = MANIFEST_VERSION
     anomaly: AnomalyState
 
     def to_json_dict(self) -> RawManifest:
@@ -266,6 +312,9 @@ class VersionSummary(ManifestPart):
     metrics: Accuracy | None = None
     baselines: Baselines | None = None
     frequency: str | None = None
+    loses_to: list[str] | None = Field(
+        default=None, exclude_if=lambda names: names is None, description="As in the manifest's metrics."
+    )
 
     @classmethod
     def of(cls, manifest: Manifest) -> VersionSummary:
@@ -273,6 +322,7 @@ class VersionSummary(ManifestPart):
             metrics=manifest.metrics.model,
             baselines=manifest.metrics.baselines,
             frequency=manifest.data.frequency,
+            loses_to=manifest.metrics.loses_to,
         )
 
 
@@ -281,7 +331,33 @@ def _v1_to_v2(raw: RawManifest) -> RawManifest:
     return {**raw, "manifest_version": 2}
 
 
-UPGRADES: dict[int, Callable[[RawManifest], RawManifest]] = {1: _v1_to_v2}
+_V3_DEFAULTS: Final[dict[str, dict[str, Any]]] = {
+    "spec": {"baseline": "none", "season": 1},
+    "training": {"choices": [], "search": []},
+    "training.config": {"baseline": "none", "season": None},
+}
+"""Fields version 3 added, by dotted section, with the value that reproduces version 2's behaviour."""
+
+
+def _section(raw: RawManifest, dotted: str) -> dict[str, Any]:
+    section: dict[str, Any] = raw
+    for key in dotted.split("."):
+        section = section[key]
+    return section
+
+
+def _v2_to_v3(raw: RawManifest) -> RawManifest:
+    """Version 3 adds the forecaster's baseline (none: the plain network), the config's baseline and season,
+    and the recorded configuration choices (none: chosen by hand or before choices were recorded)."""
+    upgraded = json.loads(json.dumps(raw))  # deep copy; the caller's dict stays as read
+    for part, defaults in _V3_DEFAULTS.items():
+        section = _section(upgraded, part)
+        for key, value in defaults.items():
+            section.setdefault(key, value)
+    return {**upgraded, "manifest_version": 3}
+
+
+UPGRADES: dict[int, Callable[[RawManifest], RawManifest]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def manifest_version_of(raw: RawManifest) -> int:

@@ -47,6 +47,7 @@ from app.registry.artifacts import (
 from app.registry.layout import discard, install, materialise, new_staging, publish_lock
 from app.registry.loading import LoadedModel, build_forecaster
 from app.registry.manifest import Manifest, VersionSummary
+from app.registry.quality import PRODUCTION_ALIAS, check_alias_target
 from app.registry.stored import (
     Digests,
     delete_files,
@@ -62,7 +63,7 @@ from app.timestamps import utc_now
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
-DEFAULT_ALIAS = "production"
+DEFAULT_ALIAS = PRODUCTION_ALIAS
 PUBLISH_ATTEMPTS = 100  # numbers tried when other hosts keep committing the next one first
 
 logger = logging.getLogger("tswatch.registry")
@@ -162,18 +163,24 @@ class Registry:
         tensors: dict[str, torch.Tensor],
         manifest: Manifest,
         alias: str | None = None,
+        *,
+        force: bool = False,
     ) -> VersionInfo:
-        """Register `manifest` and its weights as the next version; the row keeps its `VersionSummary`."""
+        """Register `manifest` and its weights as the next version; the row keeps its `VersionSummary`.
+        A guarded alias refuses a version that loses to a naive baseline unless `force` (nothing is registered
+        then: app.training.pipeline checks first and registers such a version without the alias)."""
         validate_model_name(name)
+        summary = VersionSummary.of(manifest)
         if alias is not None:
             validate_alias(alias)
+            check_alias_target(name, None, alias, summary, force=force)
         model_dir = self.root / name
         model_dir.mkdir(parents=True, exist_ok=True)
         with publish_lock(model_dir):
             staging = new_staging(model_dir)
             try:
                 files = write_artifact(staging, tensors, manifest.model_copy(update={"name": name}))
-                row = self._commit_version(name, files, VersionSummary.of(manifest), alias)
+                row = self._commit_version(name, files, summary, alias)
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
@@ -198,6 +205,7 @@ class Registry:
     def _insert_version(
         self, session: Session, name: str, files: dict[str, bytes], summary: VersionSummary, alias: str | None
     ) -> VersionRow:
+        # app.jobs.publishing.JobRegistry extends this to succeed a training job in the same transaction.
         if session.get(ModelRow, name) is None:
             session.add(ModelRow(name=name))
             session.flush()
@@ -296,9 +304,12 @@ class Registry:
             raise VersionNotFoundError(f"model {name!r} has no versions", fields={"name": name})
         return self.get_version(name, model.default_version)
 
-    def set_alias(self, name: str, alias: str, version: int) -> None:
+    def set_alias(self, name: str, alias: str, version: int, *, force: bool = False) -> None:
+        """Point `alias` at `version`; a guarded alias refuses a version that loses to a naive baseline unless
+        `force` (app.registry.quality)."""
         validate_alias(alias)
-        self.get_version(name, version)
+        info = self.get_version(name, version)
+        check_alias_target(name, version, alias, info.summary, force=force)
         with self.database.session() as session:
             _lock_model(session, name)  # a concurrent delete_version waits, or has already removed the row
             _version_row(session, name, version)

@@ -64,15 +64,6 @@ def check_levels(forecaster: Forecaster, levels: list[float]) -> None:
             )
 
 
-def check_horizon(forecaster: Forecaster, horizon: int) -> None:
-    if horizon > forecaster.spec.horizon:
-        raise InvalidInputError(
-            f"horizon {horizon} exceeds this model's horizon of {forecaster.spec.horizon}; "
-            "ask for fewer steps or train a model with a longer --horizon",
-            fields={"field": "horizon", "value": horizon, "maximum": forecaster.spec.horizon},
-        )
-
-
 def require_finite(series: list[SeriesInput], forecasts: np.ndarray, positions: bool = True) -> None:
     """Refuse forecasts [n, ...] that overflowed the network's single precision, instead of serving NaN/inf."""
     if np.isfinite(forecasts.sum(dtype=np.float64)):  # a float64 sum of float32 values cannot overflow
@@ -105,7 +96,8 @@ def shape_forecasts(
     horizon: int,
     levels: list[float],
 ) -> ShapedForecasts:
-    """Cut [n, H_model, Q] quantiles to `horizon` and express them as a median and central intervals."""
+    """Cut [n, H_model, Q] quantiles (or [n, horizon, Q] extended by `app.serving.recursion`) to `horizon` and
+    express them as a median and central intervals."""
     spec = forecaster.spec
     cut = quantiles[:, :horizon]  # [n, H_model, Q] -> [n, H, Q]
     require_finite(series, cut)

@@ -67,6 +67,7 @@ from app.anomaly.detector import Detector
 from app.anomaly.points import ScoredPoint
 from app.anomaly.ring import pack, unpack
 from app.errors import InvalidInputError
+from app.forecasting.baselines import baseline_lags
 from app.forecasting.calendar import calendar_matrix
 from app.forecasting.forecaster import Forecaster
 from app.forecasting.network import HiddenState
@@ -99,6 +100,8 @@ class ModelForecasts:
         self.states: list[HiddenState] = []  # one per phase, after the first anchor
         self.pending: float | None = None  # the lead-1 median forecast of the next reading
         self._median = spec.median_index
+        lags = baseline_lags(spec.baseline, spec.season, 1)  # [1]: where the lead-1 baseline copies from
+        self._baseline_lag = 0 if lags is None else int(lags[0])  # 0: the plain network
         self._features = tuple(spec.calendar_features)
         self._calendar_rows: deque[np.ndarray] = deque(maxlen=capacity)  # [C] float32 per reading in `values`
         width = spec.features_per_step
@@ -202,7 +205,10 @@ class ModelForecasts:
         """Lead-1 median in data units from [1, H, Q] (the same float32 ops as `Forecaster.predict`)."""
         assert self.anchor is not None
         loc, scale = self.anchor
-        median = np.float32(output[0, 0, self._median].item()) * scale + loc
+        correction = np.float32(output[0, 0, self._median].item())
+        if self._baseline_lag:  # the network corrects a naive forecast: add its scaled lead-1 value back
+            correction = correction + (np.float32(self.values[-self._baseline_lag]) - loc) / scale
+        median = correction * scale + loc
         if not math.isfinite(median):
             raise InvalidInputError(
                 "the model produced a non-finite forecast; the values are too large in magnitude "

@@ -26,9 +26,9 @@ from sqlalchemy.exc import OperationalError
 from app.settings import Settings
 from app.storage.base import Base
 from app.storage.database import Database
-from app.storage.tables import keys, registry, streams, webhooks
+from app.storage.tables import intervals, jobs, keys, registry, streams, webhooks
 
-TABLE_MODULES = (registry, keys, streams, webhooks)
+TABLE_MODULES = (registry, keys, streams, webhooks, jobs, intervals)
 SCHEMA_METADATA = Base.metadata
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 UPGRADE_ATTEMPTS = 5

@@ -3,16 +3,19 @@ position: the order they were appended in, duplicate and late readings included)
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast, get_args
+from typing import Final, cast, get_args
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import defer
+from sqlalchemy.orm import Session, defer
 
 from app.anomaly.points import Sampling, ScoredPoint
 from app.storage.database import Database
 from app.storage.tables.streams import StreamEpisodeRow, StreamPointRow, StreamRow
+
+ID_CHUNK: Final = 500  # stream ids per IN (...) list
 
 
 @dataclass(frozen=True)
@@ -95,3 +98,63 @@ def latest_points(database: Database, stream_id: str, limit: int) -> list[Scored
             )
             for row in reversed(rows)
         ]
+
+
+def last_timestamps(database: Database, ids: Collection[str]) -> dict[str, datetime | None]:
+    """The newest timestamp received by each of these streams that exists (None: none received yet)."""
+    found: dict[str, datetime | None] = {}
+    chunk = sorted(ids)
+    with database.session() as session:
+        for start in range(0, len(chunk), ID_CHUNK):  # bounded IN lists
+            query = select(StreamRow.id, StreamRow.last_timestamp).where(
+                StreamRow.id.in_(chunk[start : start + ID_CHUNK])
+            )
+            found.update({stream_id: last for stream_id, last in session.execute(query)})
+    return found
+
+
+def count_streams(database: Database) -> int:
+    with database.session() as session:
+        return _count(session)
+
+
+def _count(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(StreamRow)) or 0)
+
+
+@dataclass(frozen=True)
+class StreamHealth:
+    """A stream's newest score and whether an alarm is open (what /metrics exports per stream)."""
+
+    id: str
+    score: float | None  # the newest stored point's score; None while learning or for a missing reading
+    alarm_open: bool
+
+
+def stream_health(database: Database, limit: int) -> tuple[list[StreamHealth], int]:
+    """The first `limit` streams by id with their newest score and open-alarm state, and how many streams exist
+    in all."""
+    with database.session() as session:
+        total = _count(session)
+        newest = (StreamPointRow.stream_id == StreamRow.id) & (
+            StreamPointRow.position == StreamRow.point_count - 1  # positions count 0, 1, 2, ...
+        )
+        query = (
+            select(StreamRow.id, StreamPointRow.score)
+            .outerjoin(StreamPointRow, newest)
+            .order_by(StreamRow.id)
+            .limit(limit)
+        )
+        scores: dict[str, float | None] = {stream_id: score for stream_id, score in session.execute(query)}
+        ids = list(scores)
+        if not ids:
+            return [], total
+        open_ids = set(
+            session.scalars(
+                select(StreamEpisodeRow.stream_id).where(
+                    StreamEpisodeRow.resolved_at.is_(None),
+                    StreamEpisodeRow.stream_id.between(ids[0], ids[-1]),
+                )
+            )
+        )
+        return [StreamHealth(i, scores.get(i), i in open_ids) for i in ids], total

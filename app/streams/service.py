@@ -29,7 +29,7 @@ import json
 import math
 import random
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -107,6 +107,8 @@ class StagedAppend:
 AlarmSink = Callable[[Session, StagedAppend], None]
 # Called once inside a multi-stream append's transaction, after every stream is written.
 TransactionHook = Callable[[Session, list[StagedAppend]], None]
+# Awaited after an append's transaction committed, the streams' locks still held (so in each stream's order).
+AfterStore = Callable[[list[StagedAppend]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,7 @@ class StreamService:
         self._locks = LockRegistry()  # one lock per stream id, only while held or awaited
         self._states: OrderedDict[str, HotStream] = OrderedDict()  # id -> state as of its row's revision
         self.alarm_sink = alarm_sink
+        self.after_store: AfterStore | None = None  # told of every stored append (interval calibration)
 
     @property
     def active_locks(self) -> int:
@@ -361,6 +364,8 @@ class StreamService:
                 continue
             for item, stored in zip(staged, written, strict=True):
                 self._remember(item.stream_id, HotStream(stored.row, item.stream, item.snapshot_position))
+            if self.after_store is not None:  # stored already: the hook's failures are its own
+                await self.after_store(staged)
             return list(zip(staged, written, strict=True))
         raise _contended(f"stream {batches[0][0]!r}" if len(batches) == 1 else "a stream of this batch")
 

@@ -3,8 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Annotated
 
+from pydantic import Field
+
+from app.forecasting.baselines import BASELINES
 from app.forecasting.quantiles import DEFAULT_QUANTILES
+
+ChoiceValue = bool | int | float | str | None
+
+
+@dataclass(frozen=True)
+class Choice:
+    """How one configuration field got its value: a rule on the data, the user, or a search."""
+
+    field: str
+    value: ChoiceValue
+    reason: str
+    source: str = "data"  # "data" | "user" | "search"
 
 
 @dataclass(frozen=True)
@@ -17,6 +33,10 @@ class TrainingConfig:
     dropout: float = 0.1
     patch_len: int = 1
     normalisation: str = "instance"
+    # "none" | "last" | "seasonal": the naive forecast the network corrects, and the seasonal one's season (None:
+    # detected). Left out of manifests at their defaults, so versions trained before them keep their bytes.
+    baseline: Annotated[str, Field(exclude_if=lambda kind: kind == "none")] = "none"
+    season: Annotated[int | None, Field(exclude_if=lambda season: season is None)] = None
     calendar: bool | None = None
     epochs: int = 30
     batch_size: int = 128
@@ -44,6 +64,8 @@ class TrainingConfig:
             "dropout": 0.0 <= self.dropout < 1.0,
             "val_fraction": 0.0 < self.val_fraction < 0.5,
             "test_fraction": 0.0 < self.test_fraction < 0.5,
+            "baseline": self.baseline in BASELINES,
+            "season": self.season is None or self.season >= 1,
         }
         for name, valid in checks.items():
             if not valid:

@@ -19,7 +19,8 @@ from app.forecasting.metrics import (
     seasonal_naive_forecast,
 )
 from app.forecasting.quantiles import available_levels, interval_quantiles
-from app.registry.manifest import Accuracy, Baselines, EvaluationMetrics, IntervalScore
+from app.registry.manifest import Accuracy, Baselines, EvaluationMetrics, IntervalScore, SeriesAccuracy
+from app.registry.quality import losing_baselines
 from app.training.dataset import WindowDataset
 
 PREDICT_BATCH = 2048
@@ -94,6 +95,7 @@ class MaseScales:
     metric: MaseMetric  # the `Accuracy` field it fills
     per_series: np.ndarray  # [S]
     note: str | None
+    reasons: tuple[str | None, ...] = ()  # [S] why a series' scale is undefined (None: defined)
 
     @classmethod
     def of(cls, dataset: WindowDataset, metric: MaseMetric, lag: int) -> MaseScales:
@@ -106,7 +108,14 @@ class MaseScales:
         undefined = [
             (s.id, scale.reason) for s, scale in zip(dataset.series, scales, strict=True) if scale.reason
         ]
-        return cls(metric, values, _scale_note(undefined, len(scales)))
+        reasons = tuple(scale.reason for scale in scales)
+        return cls(metric, values, _scale_note(undefined, len(scales)), reasons)
+
+    def only(self, index: int) -> MaseScales:
+        """The scale of series `index` alone, for its own metrics."""
+        reason = self.reasons[index] if self.reasons else None
+        note = None if reason is None else f"undefined: {reason}"
+        return MaseScales(self.metric, self.per_series[index : index + 1], note, (reason,))
 
 
 def _scale_note(undefined: list[tuple[str, str]], series_count: int) -> str | None:
@@ -159,15 +168,57 @@ def test_metrics(
     def accuracy(forecast: np.ndarray) -> Accuracy:
         return _accuracy(forecast - predictions.targets, series_index, mase)
 
+    forecasts = {
+        "model": median,
+        "seasonal_naive": seasonal_naive_forecast(values, predictions.origins, spec.horizon, season),
+        "random_walk": seasonal_naive_forecast(values, predictions.origins, spec.horizon, 1),
+    }
+    model = accuracy(forecasts["model"])
+    baselines = Baselines(
+        seasonal_naive=accuracy(forecasts["seasonal_naive"]),
+        random_walk=accuracy(forecasts["random_walk"]),
+    )
     return EvaluationMetrics(
         test_windows=len(predictions.origins),
         season=season,
-        model=accuracy(median),
-        baselines=Baselines(
-            seasonal_naive=accuracy(
-                seasonal_naive_forecast(values, predictions.origins, spec.horizon, season)
-            ),
-            random_walk=accuracy(seasonal_naive_forecast(values, predictions.origins, spec.horizon, 1)),
-        ),
+        model=model,
+        baselines=baselines,
         intervals=coverage,
+        loses_to=losing_baselines(model, baselines),
+        per_series=per_series_metrics(dataset, series_index, forecasts, predictions.targets, mase),
     )
+
+
+def per_series_metrics(
+    dataset: WindowDataset,
+    series_index: np.ndarray,
+    forecasts: dict[str, np.ndarray],
+    targets: np.ndarray,
+    mase: tuple[MaseScales, ...],
+) -> list[SeriesAccuracy] | None:
+    """Each series' test accuracy (model, seasonal naive, random walk) for a model trained on several series;
+    None for one series (its pooled metrics are its own). `forecasts`: forecaster name -> [K, H]."""
+    if len(dataset.series) < 2:
+        return None
+    order = np.argsort(series_index, kind="stable")
+    groups = np.split(order, np.flatnonzero(np.diff(series_index[order])) + 1)
+    results = []
+    for rows in groups:
+        index = int(series_index[rows[0]])
+        own = tuple(scales.only(index) for scales in mase)
+        first = np.zeros(len(rows), dtype=np.intp)  # every row belongs to the one series of `own`
+        scores = {
+            name: _accuracy(forecast[rows] - targets[rows], first, own)
+            for name, forecast in forecasts.items()
+        }
+        results.append(
+            SeriesAccuracy(
+                id=dataset.series[index].id,
+                test_windows=len(rows),
+                model=scores["model"],
+                baselines=Baselines(
+                    seasonal_naive=scores["seasonal_naive"], random_walk=scores["random_walk"]
+                ),
+            )
+        )
+    return results

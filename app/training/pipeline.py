@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,11 +12,7 @@ import torch
 
 import app
 from app.anomaly import CalibrationSet, calibrate_from_residuals
-from app.forecasting.calendar import default_calendar_features
-from app.forecasting.forecaster import Forecaster, ForecasterSpec
-from app.forecasting.network import NetworkConfig
-from app.forecasting.scaling import Scaling
-from app.forecasting.windows import SplitBounds
+from app.forecasting.forecaster import ForecasterSpec
 from app.registry.manifest import (
     AnomalyState,
     CalibrationState,
@@ -25,21 +22,25 @@ from app.registry.manifest import (
     Runtime,
     SeriesExtent,
     TrainingRun,
+    VersionSummary,
 )
+from app.registry.quality import refusing_losses
 from app.registry.store import Registry, VersionInfo, validate_alias, validate_model_name
 from app.timestamps import datetime64_to_iso, utc_now
-from app.training.config import TrainingConfig
-from app.training.data.errors import DataValidationError
+from app.training.config import Choice, TrainingConfig
 from app.training.data.parsing import DEFAULT_TIME_COL, DEFAULT_VALUE_COL
 from app.training.data.prepared import PreparedData, load_training_data
-from app.training.data.seasons import detect_season
+from app.training.data.reading import ReadOptions
 from app.training.dataset import WindowDataset
-from app.training.evaluation import Predictions, calibrate_intervals, predict_origins, test_metrics
+from app.training.defaults import choose_config
+from app.training.evaluation import Predictions, predict_origins, test_metrics
+from app.training.fitting import fit_forecaster
 from app.training.report import report_data
-from app.training.trainer import TrainingHistory, TrainingProgress, fit
+from app.training.trainer import TrainingHistory, TrainingProgress
 
-MIN_SPLIT_WINDOWS = 1
 MIN_SERIES_CALIBRATION = 50
+
+Announce = Callable[[TrainingConfig, list[Choice]], None]
 
 
 @dataclass(frozen=True)
@@ -47,54 +48,8 @@ class TrainingResult:
     version: VersionInfo
     manifest: Manifest
     history: TrainingHistory
-
-
-def _bounds(data: PreparedData, config: TrainingConfig) -> list[SplitBounds]:
-    bounds = []
-    for series in data.series:
-        split = SplitBounds.from_fractions(len(series.values), config.val_fraction, config.test_fraction)
-        for part in ("train", "val", "test"):
-            if len(split.origins(part, config.window, config.horizon)) < MIN_SPLIT_WINDOWS:
-                raise DataValidationError(
-                    f"series {series.id!r} has {len(series.values)} points: too few for a {part} split with "
-                    f"window={config.window} and horizon={config.horizon}; lower --window/--horizon or supply more data"
-                )
-        bounds.append(split)
-    return bounds
-
-
-def _calendar_features(config: TrainingConfig, frequency: str) -> list[str]:
-    if config.calendar is False:
-        return []
-    features = default_calendar_features(frequency)
-    if config.calendar is None and "hour_of_day" not in features:
-        return []
-    return features
-
-
-def _spec(
-    config: TrainingConfig, dataset: WindowDataset, frequency: str, calendar: list[str]
-) -> ForecasterSpec:
-    scaling = Scaling.fit(config.normalisation, torch.from_numpy(dataset.training_values()))
-    network = NetworkConfig(
-        cell=config.cell,
-        input_size=config.patch_len * (1 + 2 * len(calendar)),
-        hidden_size=config.hidden,
-        num_layers=config.layers,
-        horizon=config.horizon,
-        num_quantiles=len(config.quantiles),
-        dropout=config.dropout,
-    )
-    return ForecasterSpec(
-        window=config.window,
-        horizon=config.horizon,
-        frequency=frequency,
-        scaling=scaling,
-        network=network,
-        patch_len=config.patch_len,
-        quantiles=tuple(config.quantiles),
-        calendar_features=tuple(calendar),
-    )
+    refused_alias: str | None = None  # the alias asked for but not pointed: the version loses to a baseline
+    notices: tuple[str, ...] = ()  # what data preparation did that the user should know
 
 
 def _anomaly_calibration(
@@ -115,9 +70,10 @@ def _anomaly_calibration(
     return calibration
 
 
-def _training_run(config: TrainingConfig, history: TrainingHistory) -> TrainingRun:
+def _training_run(config: TrainingConfig, history: TrainingHistory, choices: list[Choice]) -> TrainingRun:
     return TrainingRun(
         config=config,
+        choices=choices,
         best_epoch=history.best_epoch,
         best_val_loss=history.best_val_loss,
         stopped_early=history.stopped_early,
@@ -153,26 +109,55 @@ def train_model(
     registry: Registry,
     config: TrainingConfig | None = None,
     *,
+    overrides: Mapping[str, object] | None = None,
+    announce: Announce | None = None,
     alias: str | None = None,
+    force: bool = False,
     progress: TrainingProgress | None = None,
     source: str = "<data>",
 ) -> TrainingResult:
-    """Fit, calibrate, evaluate and register; nothing is registered if training is interrupted."""
-    config = config or TrainingConfig()
+    """Fit, calibrate, evaluate and register; nothing is registered if training is interrupted.
+
+    A given `config` is used as is; without one, `choose_config` picks every field the user did not give
+    in `overrides` from the data, and the choices are recorded in the manifest. `announce` sees the
+    configuration and choices before fitting starts (the CLI prints them).
+    """
+    choices: list[Choice] = []
+    if config is None:
+        config, choices = choose_config(data, overrides or {})
+    if announce is not None:
+        announce(config, choices)
     validate_model_name(name)  # refuse a bad name or alias before training, not after
     if alias is not None:
         validate_alias(alias)
-    bounds = _bounds(data, config)
-    calendar = _calendar_features(config, data.frequency)
-    series = [(s.id, s.values, s.timestamps) for s in data.series]
-    dataset = WindowDataset.build(series, bounds, config.window, config.horizon, calendar)
-    longest = max(data.series, key=lambda s: len(s.values))
-    season = detect_season(longest.values[: bounds[data.series.index(longest)].train_end], data.frequency)
-    forecaster = Forecaster.create(_spec(config, dataset, data.frequency, calendar), seed=config.seed)
-    history = fit(forecaster, dataset, config, progress)
-    validation = predict_origins(forecaster, dataset, dataset.origins("val"))
-    interval_offsets = calibrate_intervals(forecaster, validation)
-    validation = predict_origins(forecaster, dataset, dataset.origins("val"))
+    pending = build_version(data, name, config, choices, progress=progress, source=source)
+    return publish_version(registry, pending, alias=alias, force=force, notices=tuple(data.notices))
+
+
+@dataclass(frozen=True)
+class PendingVersion:
+    """A fitted, evaluated version not yet registered: what a Ray task hands back to the driver to publish."""
+
+    name: str
+    tensors: dict[str, torch.Tensor]
+    manifest: Manifest
+    history: TrainingHistory
+    validation_mae: float  # the median forecast's MAE over every validation window: the search's score
+
+
+def build_version(
+    data: PreparedData,
+    name: str,
+    config: TrainingConfig,
+    choices: list[Choice] | None = None,
+    *,
+    progress: TrainingProgress | None = None,
+    source: str = "<data>",
+) -> PendingVersion:
+    """Fit, calibrate and evaluate `config` on `data`, and write its manifest; touches no registry."""
+    fitted = fit_forecaster(data, config, progress)
+    forecaster, dataset, history, season = fitted.forecaster, fitted.dataset, fitted.history, fitted.season
+    validation, interval_offsets = fitted.validation, fitted.interval_offsets
     test = predict_origins(forecaster, dataset, dataset.origins("test"))
     metrics = test_metrics(forecaster, dataset, test, season)
     calibration = _anomaly_calibration(forecaster.spec, dataset, validation)
@@ -182,7 +167,7 @@ def train_model(
         code_version=app.__version__,
         runtime=Runtime(python=platform.python_version(), torch=torch.__version__),
         spec=forecaster.spec,
-        training=_training_run(config, history),
+        training=_training_run(config, history, choices or []),
         data=_data_description(data, forecaster.spec.window, source),
         metrics=metrics,
         season=season,
@@ -191,8 +176,26 @@ def train_model(
         residuals=_residual_summary(validation, forecaster.spec.median_index),
         report=report_data(forecaster.spec, dataset, data, test, validation, calibration),
     )
-    version = registry.publish(name, forecaster.network.state_dict(), manifest, alias=alias)
-    return TrainingResult(version=version, manifest=manifest, history=history)
+    median = validation.quantiles[:, :, forecaster.spec.median_index]  # [K, H, Q] -> [K, H]
+    validation_mae = float(np.mean(np.abs(validation.targets - median)))
+    return PendingVersion(name, forecaster.network.state_dict(), manifest, history, validation_mae)
+
+
+def publish_version(
+    registry: Registry,
+    pending: PendingVersion,
+    *,
+    alias: str | None = None,
+    force: bool = False,
+    notices: tuple[str, ...] = (),
+) -> TrainingResult:
+    """Register a built version; the alias is refused (the version still registered) when it loses to a baseline."""
+    name, manifest = pending.name, pending.manifest
+    refused = alias is not None and bool(refusing_losses(alias, VersionSummary.of(manifest), force=force))
+    version = registry.publish(name, pending.tensors, manifest, alias=None if refused else alias, force=force)
+    return TrainingResult(
+        version, manifest, pending.history, refused_alias=alias if refused else None, notices=notices
+    )
 
 
 def _residual_summary(validation: Predictions, median_index: int) -> ResidualSummary:
@@ -220,10 +223,39 @@ def train_file(
     value_col: str = DEFAULT_VALUE_COL,
     id_col: str | None = None,
     alias: str | None = None,
+    force: bool = False,
     progress: TrainingProgress | None = None,
+    overrides: Mapping[str, object] | None = None,
+    announce: Announce | None = None,
+    read_options: ReadOptions | None = None,
 ) -> TrainingResult:
-    config = config or TrainingConfig()
+    """Load `path` and train on it; `config` None chooses from the data (see `train_model`)."""
     data = load_training_data(
-        path, time_col=time_col, value_col=value_col, id_col=id_col, min_length=config.window + config.horizon
+        path,
+        time_col=time_col,
+        value_col=value_col,
+        id_col=id_col,
+        min_length=min_length(config, overrides),
+        read_options=read_options,
     )
-    return train_model(data, name, registry, config, alias=alias, progress=progress, source=path.name)
+    return train_model(
+        data,
+        name,
+        registry,
+        config,
+        overrides=overrides,
+        announce=announce,
+        alias=alias,
+        force=force,
+        progress=progress,
+        source=path.name,
+    )
+
+
+def min_length(config: TrainingConfig | None, overrides: Mapping[str, object] | None) -> int:
+    """Points a series needs before any rule runs: the given window + horizon, else the least that splits."""
+    if config is not None:
+        return config.window + config.horizon
+    given = overrides or {}
+    window, horizon = given.get("window"), given.get("horizon")
+    return (window if isinstance(window, int) else 2) + (horizon if isinstance(horizon, int) else 1)

@@ -288,8 +288,9 @@ def test_registry_endpoints_and_alias_management(models_dir, server_factory):
         assert served_version("?alias=staging") == 2
         assert served_version() == 1
 
-        # Moving production: the server follows within a few poll intervals.
-        response = client.put("/v1/models/tiny/aliases/production", json={"version": 2})
+        # Moving production: the server follows within a few poll intervals. Forced: the tiny models lose to
+        # seasonal naive (tests/api/test_baseline_guard_api.py covers the refusal).
+        response = client.put("/v1/models/tiny/aliases/production", json={"version": 2, "force": True})
         assert response.status_code == 200, response.text
         deadline = time.monotonic() + 5
         while served_version() != 2:

@@ -292,7 +292,11 @@ def error_cases() -> list[Case]:
             "learning_points",
         ),
         json_case(
-            "horizon above the model's", FORECAST, {"series": [series], "horizon": 7}, 422, "invalid-input"
+            "horizon above 10x the model's (recursion's limit)",
+            FORECAST,
+            {"series": [series], "horizon": 61},
+            422,
+            "invalid-input",
         ),
         json_case(
             "horizon zero", FORECAST, {"series": [series], "horizon": 0}, 422, "validation-error", "horizon"

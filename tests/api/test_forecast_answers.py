@@ -12,6 +12,7 @@ import pytest
 from app.api.forecast_answers import answer_forecasts
 from app.forecasting.forecaster import Forecaster
 from app.registry.factory import open_registry
+from app.serving.recursion import horizon_limit
 from app.settings import Settings
 
 MODEL = {"name": "tiny", "version": 1}
@@ -66,5 +67,6 @@ def test_unparseable_bodies_are_left_to_the_api_and_bad_requests_name_the_proble
 
 
 def test_too_long_a_horizon_is_invalid_not_a_crash(forecaster: Forecaster) -> None:
-    (reply,) = answer_forecasts(forecaster, MODEL, [body(30, horizon=forecaster.spec.horizon + 1)])
+    too_long = horizon_limit(forecaster) + 1  # beyond what recursion (app.serving.recursion) answers
+    (reply,) = answer_forecasts(forecaster, MODEL, [body(30, horizon=too_long)])
     assert reply.kind == "invalid" and reply.fields["field"] == "horizon"

@@ -55,10 +55,10 @@ def registry_dir(tmp_path):
 
 
 def test_train_then_inspect_and_alias_through_the_cli(run_cli, csv_path, registry_dir):
+    # --force: 2 epochs lose to seasonal naive (tests/cli/test_baseline_guard_cli.py covers the refusal)
+    production = ("--alias", "production", "--force")
     trained = ok(
-        run_cli(
-            registry_dir, "train", str(csv_path), "--name", "cli-model", *TRAIN_ARGS, "--alias", "production"
-        )
+        run_cli(registry_dir, "train", str(csv_path), "--name", "cli-model", *TRAIN_ARGS, *production)
     )
     out = flat(trained.stdout)
     assert "Registered cli-model version 1" in out

@@ -388,7 +388,7 @@ def test_forecast_and_detect(api: Api) -> None:
 def train_new_version_with_alias(api: Api) -> None:
     if api.compose is not None:
         # The documented flow: the file sits in TSWATCH_DATA_DIR, mounted at /srv/data.
-        args = [f"/srv/data/{DEMO_CSV.name}", *TRAIN_ARGS, "--alias", "production"]
+        args = [f"/srv/data/{DEMO_CSV.name}", *TRAIN_ARGS, "--alias", "production", "--force"]
         proc = api.compose("run", "--rm", "-T", "train", *args, timeout=900)
         print(f"\n[docker] compose run train:\n{proc.stdout[-1500:]}", file=sys.stderr)
     else:
@@ -397,7 +397,7 @@ def train_new_version_with_alias(api: Api) -> None:
         )
         shout(message)
         warnings.warn(message, stacklevel=2)
-        args = [packaged_csv(api.image), *TRAIN_ARGS, "--alias", "production"]
+        args = [packaged_csv(api.image), *TRAIN_ARGS, "--alias", "production", "--force"]
         run(
             ["docker", "run", "--rm", "-v", f"{api.volume}:/models", api.image, "tswatch", "train", *args],
             timeout=900,

@@ -193,7 +193,9 @@ def test_a_publish_killed_after_its_commit_loses_nothing(models_dir: Path) -> No
         assert loaded.version == 3
         assert (models_dir / "tiny" / "3" / WEIGHTS_FILE).read_bytes() == (source / WEIGHTS_FILE).read_bytes()
         manifest = read_manifest(source)
-        info = registry.publish("tiny", read_weights(source, manifest), manifest, alias="production")
+        info = registry.publish(
+            "tiny", read_weights(source, manifest), manifest, alias="production", force=True
+        )
         assert info.version == 4 and registry.load(info).version == 4
         removed = collect(registry, min_age_seconds=0)
         assert [(item.kind, item.action) for item in removed] == [("staging", "removed")]

@@ -288,3 +288,32 @@ def test_nan_or_infinity_in_a_manifest_is_refused_by_field(bad: float) -> None:
     raw["metrics"]["model"]["mase_seasonal"] = bad
     with pytest.raises(ValueError, match=r"metrics\.model\.mase_seasonal"):
         parse_manifest(raw)
+
+
+# ------------------------------------------------------------------------------ version 3: baselines, choices
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("stored_version", [1, 2])
+def test_older_manifests_upgrade_to_the_plain_network_without_choices(kind: str, stored_version: int) -> None:
+    raw = v1_raw(kind) if stored_version == 1 else {**v1_raw(kind), "manifest_version": 2}
+    upgraded = upgrade(raw)
+    assert upgraded["manifest_version"] == MANIFEST_VERSION == 3
+    assert upgraded["spec"]["baseline"] == "none" and upgraded["spec"]["season"] == 1
+    assert upgraded["training"]["choices"] == []
+    assert "baseline" not in raw["spec"]  # the caller's dict is not changed
+    manifest = parse_manifest(raw)
+    assert manifest.spec.baseline == "none" and manifest.training.config.baseline == "none"
+    assert manifest.training.choices == []
+
+
+def test_choices_and_baseline_round_trip() -> None:
+    manifest = parse_manifest(v1_raw("single"))
+    spec = manifest.spec.__class__.from_dict({**manifest.spec.to_dict(), "baseline": "last", "season": 1})
+    training = manifest.training.model_copy(
+        update={"choices": [{"field": "window", "value": 48, "reason": "2 seasons", "source": "data"}]}
+    )
+    changed = manifest.model_copy(update={"spec": spec, "training": training})
+    again = parse_manifest(json.loads(manifest_bytes(changed)))
+    assert again.spec.baseline == "last"
+    assert [(c.field, c.value, c.source) for c in again.training.choices] == [("window", 48, "data")]

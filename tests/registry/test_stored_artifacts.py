@@ -74,7 +74,7 @@ def artifact(tiny_models_dir: Path) -> Artifact:
 
 def publish(registry: Registry, artifact: Artifact, alias: str | None = None) -> VersionInfo:
     tensors, manifest = artifact
-    return registry.publish(NAME, tensors, manifest, alias=alias)
+    return registry.publish(NAME, tensors, manifest, alias=alias, force=True)  # the tiny model loses to naive
 
 
 def forecast(registry: Registry, version: int) -> np.ndarray:

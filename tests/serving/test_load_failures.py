@@ -108,7 +108,7 @@ def test_the_alias_watcher_tries_a_corrupt_version_once_and_again_once_repaired(
 
     async def scenario(pool: ModelPool, registry: Registry) -> None:
         assert (await pool.get("tiny")).version == 1
-        registry.set_alias("tiny", "production", 2)
+        registry.set_alias("tiny", "production", 2, force=True)
         for _ in range(5):
             await pool.refresh()
         assert pool.routes() == {("tiny", None): 1}  # v1 keeps serving

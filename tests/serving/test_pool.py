@@ -86,7 +86,7 @@ def test_a_version_left_behind_by_an_alias_move_counts_as_unrouted(models_dir: P
         try:
             assert (await pool.get("tiny", alias="production")).version == 1
             await pool.get("tiny", version=2)
-            registry.set_alias("tiny", "production", 2)
+            registry.set_alias("tiny", "production", 2, force=True)
             await pool.refresh()  # the route moves to v2; v1 is the only unrouted version: kept
             assert pool.loaded_versions() == [("tiny", 1), ("tiny", 2)] and unloaded == []
             registry.delete_alias("tiny", "production")

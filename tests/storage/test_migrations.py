@@ -115,7 +115,7 @@ def make_legacy_database(database):
 
 def test_a_new_database_is_upgraded_to_exactly_the_metadata(empty):
     create_schema(empty)
-    assert current_revision(empty) == head_revision() == "0004_version_deletes"
+    assert current_revision(empty) == head_revision() == "0006_training_jobs"
     assert schema_differences(empty) == []
     inspector = inspect(empty.engine)
     assert inspector.get_pk_constraint("stream_points")["constrained_columns"] == ["stream_id", "position"]

@@ -8,22 +8,28 @@ from app.training.data.prepared import PreparedData
 from .data_helpers import hourly, refused, run
 
 
-def test_unsorted_timestamps_refused_not_sorted():
+def test_unsorted_timestamps_are_sorted_with_a_notice():
     frame = pd.DataFrame(
         {
             "ticker": ["aapl"] * 6,
             "date": ["2020-01-01", "2020-01-02", "2020-01-05", "2020-01-03", "2020-01-04", "2020-01-06"],
-            "close": [1.0, 2, 3, 4, 5, 6],
+            "close": [1.0, 2, 5, 3, 4, 6],
         }
     )
-    refused(
-        frame,
-        'series "aapl": timestamps are not sorted: row 4 (2020-01-03) comes after 2020-01-05',
-        "sort",
-        time_col="date",
-        value_col="close",
-        id_col="ticker",
+    data = run(frame, time_col="date", value_col="close", id_col="ticker")
+    assert data.series[0].values.tolist() == [1.0, 2, 3, 4, 5, 6]
+    assert data.frequency == "D"
+    (notice,) = data.notices
+    assert "not in time order in 1 series" in notice
+    assert "row 4 (2020-01-03) after 2020-01-05 (row 3)" in notice and "sorted them by time" in notice
+
+
+def test_duplicate_timestamp_refused_even_when_unsorted():
+    frame = pd.DataFrame(
+        {"date": ["2020-01-05", "2020-01-04", "2020-01-06", "2020-01-05"], "close": [1, 2, 3, 4]}
     )
+    refused(frame, 'duplicate timestamp 2020-01-05 in series "close" (rows 1 and 4)', time_col="date",
+            value_col="close")  # fmt: skip
 
 
 def test_duplicate_timestamp_refused():

@@ -15,7 +15,8 @@ from app.training.config import TrainingConfig
 from app.training.data.errors import DataValidationError
 from app.training.data.prepared import prepare
 from app.training.dataset import WindowDataset
-from app.training.pipeline import _spec, train_model
+from app.training.fitting import forecaster_spec
+from app.training.pipeline import train_model
 from app.training.trainer import EpochRecord, evaluation_loss, fit
 
 pytestmark = pytest.mark.slow
@@ -135,7 +136,7 @@ def test_fit_stops_early_and_restores_the_best_epochs_weights():
     series = data.series[0]
     bounds = [SplitBounds.from_fractions(len(series.values), config.val_fraction, config.test_fraction)]
     dataset = WindowDataset.build([(series.id, series.values, series.timestamps)], bounds, 24, 6, [])
-    forecaster = Forecaster.create(_spec(config, dataset, data.frequency, []), seed=config.seed)
+    forecaster = Forecaster.create(forecaster_spec(config, dataset, data.frequency, []), seed=config.seed)
     snapshots = Snapshots(forecaster)
 
     history = fit(forecaster, dataset, config, snapshots)

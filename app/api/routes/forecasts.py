@@ -39,4 +39,5 @@ async def create_forecast(_: ReadAccess, services: ServicesDep, name: str, reque
     if reply.kind != "ok":
         raise InvalidInputError(reply.detail or "the request body could not be parsed", fields=reply.fields)
     services.metrics.forecasts(served.name, served.version, reply.series)
-    return Response(reply.body, media_type="application/json")
+    answer = await services.intervals.annotate(served.name, served.version, reply.body)  # online calibration
+    return Response(answer, media_type="application/json")

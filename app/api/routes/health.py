@@ -32,6 +32,8 @@ async def read_readiness(services: ServicesDep) -> JSONResponse:
 
 @router.get("/metrics", response_class=Response)
 async def read_metrics(services: ServicesDep) -> Response:
-    """Prometheus text exposition."""
+    """Prometheus text exposition (with per-stream scores and alarms when `stream_metrics` is on)."""
     payload, content_type = services.metrics.render()
+    if services.stream_metrics is not None:
+        payload += await services.stream_metrics.render()
     return Response(payload, media_type=content_type)

@@ -104,7 +104,9 @@ class ForecastRequest(StrictModel):
         min_length=1, max_length=MAX_SERIES, description="Series to forecast."
     )
     horizon: Annotated[int, Field(ge=1, le=10_000), NUMBERS_ONLY] | None = Field(
-        None, description="Steps to forecast; default and maximum: the model's horizon."
+        None,
+        description="Steps to forecast; default: the model's (trained) horizon. Longer horizons, up to 10 times "
+        "it, are forecast by feeding the model's own forecasts back as inputs (the answer says `recursive`).",
     )
     levels: list[Annotated[FiniteFloat, Field(gt=0, lt=100)]] = Field(
         default_factory=lambda: [80.0, 95.0],
@@ -121,6 +123,14 @@ class IntervalPayload(BaseModel):
     upper: list[float] = Field(description="Upper bound per step.")
 
 
+class CalibrationPayload(BaseModel):
+    intervals: Literal["online", "training"] = Field(
+        description="online: corrected from the actuals fed for this series (POST .../actuals); training: the "
+        "conformal calibration made at training time."
+    )
+    observations: int = Field(description="Actuals the online calibration has folded in (0 for training).")
+
+
 class SeriesForecastPayload(BaseModel):
     id: str = Field(description="Series id from the request.")
     timestamps: list[datetime] | None = Field(
@@ -128,10 +138,21 @@ class SeriesForecastPayload(BaseModel):
     )
     mean: list[float] = Field(description="Point forecast per step (the predictive median).")
     intervals: list[IntervalPayload] = Field(description="Calibrated central prediction intervals.")
+    calibration: CalibrationPayload = Field(
+        description="Which calibration the intervals carry: online (from actuals fed back) or training."
+    )
 
 
 class ForecastResponse(BaseModel):
     model: ModelRef = Field(description="The model version that produced the forecasts.")
+    trained_horizon: int = Field(description="Steps the model forecasts at once (its trained horizon).")
+    recursive: bool = Field(
+        description="More steps than `trained_horizon` were asked for: the later ones come from feeding the "
+        "model's median forecasts back as inputs, and their intervals are widened approximations."
+    )
+    recursive_from_step: int | None = Field(
+        description="The first step (1-based) forecast from fed-back forecasts; null when not recursive."
+    )
     forecasts: list[SeriesForecastPayload] = Field(description="One forecast per input series, in order.")
 
 

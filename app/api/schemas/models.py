@@ -12,6 +12,12 @@ from app.registry.manifest import Accuracy, Baselines, PublicManifest
 from app.registry.store import VersionInfo
 from app.timestamps import to_aware_utc
 
+LOSES_TO = (
+    "Baselines (`seasonal_naive`, `random_walk`) with a lower test MAE than the model: such a version is flagged, "
+    "and the `production` alias refuses it unless forced. Empty: at least as good as both; null: trained before "
+    "the check (not flagged, not guarded)."
+)
+
 
 class NoSummary(BaseModel):
     """An empty object: the version was published without a summary of its metrics (by a direct
@@ -30,6 +36,7 @@ class VersionSummary(BaseModel):
     baselines: Baselines | NoSummary = Field(
         description="The same metrics for seasonal naive and random walk."
     )
+    loses_to: list[str] | None = Field(description=LOSES_TO)
 
     @classmethod
     def of(cls, info: VersionInfo, aliases: list[str]) -> VersionSummary:
@@ -40,6 +47,7 @@ class VersionSummary(BaseModel):
             aliases=aliases,
             metrics=summary.metrics or NoSummary(),
             baselines=summary.baselines or NoSummary(),
+            loses_to=summary.loses_to,
         )
 
 
@@ -59,11 +67,17 @@ class VersionDetail(BaseModel):
     name: str = Field(description="Model name.")
     version: int = Field(description="Version number.")
     aliases: list[str] = Field(description="Aliases pointing at this version.")
+    loses_to: list[str] | None = Field(description=LOSES_TO)
     manifest: PublicManifest = Field(description="Architecture, scaling, data fingerprint, metrics, history.")
 
 
 class AliasRequest(StrictModel):
     version: VersionNumber = Field(description="Version the alias should point to.")
+    force: bool = Field(
+        False,
+        description="Point `production` even at a version that loses to a naive baseline (refused with 409 "
+        "otherwise). Other aliases are not guarded.",
+    )
 
 
 class AliasResponse(BaseModel):

@@ -354,8 +354,8 @@
       const version = await api(`/v1/models/${enc(name)}/versions/${page.version}`);
       page.manifest = version.manifest;
       const spec = page.manifest.spec;
-      horizonInput.max = spec.horizon;
-      if (!Number(horizonInput.value) || Number(horizonInput.value) > spec.horizon || horizonInput.dataset.touched !== "1") horizonInput.value = spec.horizon;
+      horizonInput.max = spec.horizon * 10;  // beyond spec.horizon the server forecasts recursively (app/serving/recursion.py)
+      if (!Number(horizonInput.value) || Number(horizonInput.value) > spec.horizon * 10 || horizonInput.dataset.touched !== "1") horizonInput.value = spec.horizon;
       const summary = detail.version_details.filter((v) => v.version === page.version);
       const curves = h("div", { class: "chart-box curves" });
       const residuals = h("div", { class: "chart-box residuals" });

@@ -2,12 +2,19 @@
 
 Time-zone-aware timestamps are converted to UTC and the zone dropped. Empty value cells become NaN (gaps, left
 to `gaps`); anything else that is not a number or not a date is refused with its row and content.
+
+Day and month (dates written like 03/04/2024, 03.04.2024 or 03-04-2024): `date_order` reads the column's
+first two fields. A first field above 12 (with every second one at most 12) makes the column day-first, a
+second field above 12 month-first, whatever the user said otherwise is refused; when every date reads both
+ways the user's `--dayfirst/--no-dayfirst` decides (month-first when not given, and `DateOrder.ambiguous` lets
+the caller name the format when the series then comes out unsorted or irregular).
 """
 
 from __future__ import annotations
 
 import difflib
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -17,6 +24,7 @@ from app.training.data.errors import DataValidationError
 DEFAULT_TIME_COL = "timestamp"
 DEFAULT_VALUE_COL = "value"
 _MISSING_TOKENS = frozenset({"", "nan", "na", "n/a", "null", "none"})
+_DAY_MONTH = r"^\s*(\d{1,2})[/.\-](\d{1,2})[/.\-]\d{2,4}(?:\D|$)"
 _TZ_SUFFIX = r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}:?\d{2}|UTC|GMT)$"
 
 
@@ -45,8 +53,52 @@ def _closest_column(name: str, available: list[str]) -> str | None:
     return matches[0] if matches else None
 
 
-def parse_times(column: pd.Series, name: str, source: str) -> np.ndarray:
-    """Timestamps as datetime64[ns], naive; tz-aware input converted to UTC."""
+@dataclass(frozen=True)
+class DateOrder:
+    """How the day/month dates of a time column are read."""
+
+    dayfirst: bool
+    ambiguous: bool  # every date reads both ways and the user did not choose
+    example: str  # a date that shows the order (the first one when ambiguous)
+    detected: bool  # the order was read off the dates themselves
+
+    def describe(self) -> str:
+        return "day-first" if self.dayfirst else "month-first"
+
+
+def date_order(column: pd.Series, name: str, source: str, dayfirst: bool | None = None) -> DateOrder | None:
+    """The order of day and month in a column of dd/mm/yyyy-like dates; None for other columns (ISO dates)."""
+    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_datetime64_any_dtype(column):
+        return None
+    # the dates alone (the first 10 characters), once each: a few per day however many rows and series
+    text = pd.Series(column.dropna().astype(str).str.strip().str[:10].unique())
+    fields = text.str.extract(_DAY_MONTH).dropna()
+    if fields.empty:
+        return None
+    first, second = fields[0].astype(int).to_numpy(), fields[1].astype(int).to_numpy()
+    day_first, month_first = np.flatnonzero(first > 12), np.flatnonzero(second > 12)
+    if len(day_first) and len(month_first):
+        raise DataValidationError(
+            f'{source}: column "{name}" mixes day-first dates ("{text[fields.index[day_first[0]]]}") and '
+            f'month-first dates ("{text[fields.index[month_first[0]]]}"); write every date one way, e.g. '
+            f"2024-01-13"
+        )
+    if len(day_first) or len(month_first):
+        found = bool(len(day_first))
+        example = str(text[fields.index[(day_first if found else month_first)[0]]])
+        if dayfirst is not None and dayfirst != found:
+            flag = "--dayfirst" if dayfirst else "--no-dayfirst"
+            raise DataValidationError(
+                f'{source}: column "{name}": {flag} was given but "{example}" can only be read '
+                f"{'day-first' if found else 'month-first'}; drop the option"
+            )
+        return DateOrder(dayfirst=found, ambiguous=False, example=example, detected=True)
+    example = str(text[fields.index[0]])
+    return DateOrder(dayfirst=bool(dayfirst), ambiguous=dayfirst is None, example=example, detected=False)
+
+
+def parse_times(column: pd.Series, name: str, source: str, dayfirst: bool = False) -> np.ndarray:
+    """Timestamps as datetime64[ns], naive; tz-aware input converted to UTC; `dayfirst` reads 03/04 as 3 April."""
     if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
         first = column.dropna().iloc[0] if column.notna().any() else "(empty)"
         raise DataValidationError(
@@ -56,7 +108,7 @@ def parse_times(column: pd.Series, name: str, source: str) -> np.ndarray:
     if isinstance(column.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(column):
         parsed = pd.Series(column)
     else:
-        parsed = _parse_time_text(column, name, source)
+        parsed = _parse_time_text(column, name, source, dayfirst)
     missing = parsed.isna().to_numpy()
     if missing.any():
         row = int(np.flatnonzero(missing)[0])
@@ -72,18 +124,20 @@ def parse_times(column: pd.Series, name: str, source: str) -> np.ndarray:
         raise DataValidationError(f'{source}: column "{name}" has timestamps out of range: {exc}') from exc
 
 
-def _parse_time_text(column: pd.Series, name: str, source: str) -> pd.Series:
+def _parse_time_text(column: pd.Series, name: str, source: str, dayfirst: bool) -> pd.Series:
     column = column.reset_index(drop=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            return pd.to_datetime(column)  # fast path: one consistent format, one zone
+            return pd.to_datetime(column, dayfirst=dayfirst)  # fast path: one consistent format, one zone
         except (ValueError, TypeError, OverflowError):
             pass
-        parsed = pd.to_datetime(column, errors="coerce", utc=True)
+        parsed = pd.to_datetime(column, errors="coerce", utc=True, dayfirst=dayfirst)
         bad = (parsed.isna() & column.notna()).to_numpy()
         if bad.any():  # several formats in one column: parse the stragglers one by one
-            parsed[bad] = pd.to_datetime(column[bad], errors="coerce", utc=True, format="mixed")
+            parsed[bad] = pd.to_datetime(
+                column[bad], errors="coerce", utc=True, format="mixed", dayfirst=dayfirst
+            )
             bad = (parsed.isna() & column.notna()).to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
@@ -132,7 +186,12 @@ def _parse_numeric_text(column: pd.Series, name: str, source: str) -> np.ndarray
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         first = column.iloc[row]
-        hint = " (thousands separators and decimal commas are not supported)" if "," in str(first) else ""
+        hint = (
+            " (thousands separators are not supported; for decimal commas pass --decimal , with a --sep "
+            "other than a comma)"
+            if "," in str(first)
+            else ""
+        )
         raise DataValidationError(
             f'{source}: column "{name}" has {int(bad.sum())} non-numeric values, first at row {row + 1}: '
             f'"{first}"{hint}; fix them or leave the cells empty to mark missing points'

@@ -1,8 +1,13 @@
-"""Reading a training file: .csv/.tsv (optionally .gz) or .parquet/.pq into a DataFrame."""
+"""Reading a training file: .csv/.tsv (optionally .gz) or .parquet/.pq into a DataFrame.
+
+The CSV separator is the user's (`--sep`) or sniffed from the header line; the decimal mark is the user's
+(`--decimal`, default "."). Parquet columns are typed, so neither applies to them.
+"""
 
 from __future__ import annotations
 
 import gzip
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -11,11 +16,24 @@ from app.training.data.errors import DataValidationError
 
 _CSV_SUFFIXES = {".csv": ",", ".tsv": "\t"}
 _PARQUET_SUFFIXES = {".parquet", ".pq"}
+_SNIFFED = (",", ";", "\t", "|")
+_DECIMALS = (".", ",")
+_TAB_NAMES = {"tab": "\t", "\\t": "\t"}
 
 
-def read_table(path: Path) -> pd.DataFrame:
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read a text table: separator (None: sniffed), decimal mark, day-first dates (None: detected)."""
+
+    sep: str | None = None
+    decimal: str = "."
+    dayfirst: bool | None = None
+
+
+def read_table(path: Path, options: ReadOptions | None = None) -> pd.DataFrame:
     """Read .csv/.tsv (optionally .gz) or .parquet/.pq into a DataFrame; anything else is refused."""
     path = Path(path)
+    options = options or ReadOptions()
     kind = _table_kind(path)
     if not path.exists():
         raise DataValidationError(f"data file {path} not found")
@@ -24,7 +42,10 @@ def read_table(path: Path) -> pd.DataFrame:
     try:
         if kind in _PARQUET_SUFFIXES:
             return pd.read_parquet(path)
-        return pd.read_csv(path, sep=_sniff_separator(path, kind), encoding="utf-8-sig", low_memory=False)
+        sep = _separator(path, kind, options)
+        return pd.read_csv(path, sep=sep, decimal=options.decimal, encoding="utf-8-sig", low_memory=False)
+    except DataValidationError:
+        raise
     except pd.errors.EmptyDataError as exc:
         raise DataValidationError(f"{path} is empty: expected a header line and data rows") from exc
     except UnicodeDecodeError as exc:
@@ -51,6 +72,25 @@ def _table_kind(path: Path) -> str:
     )
 
 
+def _separator(path: Path, kind: str, options: ReadOptions) -> str:
+    """The user's separator ("tab" or a backslash-t for a tab), else the sniffed one; never the decimal mark."""
+    if options.decimal not in _DECIMALS:
+        raise DataValidationError(
+            f'{path}: decimal mark "{options.decimal}" is not supported; use "." or ","'
+        )
+    sep = _TAB_NAMES.get(options.sep, options.sep) if options.sep is not None else None
+    if sep is not None and len(sep) != 1:
+        raise DataValidationError(f'{path}: separator "{options.sep}" must be one character (or "tab")')
+    sep = sep if sep is not None else _sniff_separator(path, kind)
+    if sep == options.decimal:
+        given = "given" if options.sep is not None else "sniffed from the header line"
+        raise DataValidationError(
+            f'{path}: the separator ("{sep}", {given}) is also the decimal mark; files with decimal commas '
+            f'separate columns with ";" or tabs: pass --sep ";" or --sep tab'
+        )
+    return sep
+
+
 def _sniff_separator(path: Path, kind: str) -> str:
     """Tab for .tsv; for .csv the most frequent of , ; tab | in the header line (European CSVs use ;)."""
     if kind == ".tsv":
@@ -61,6 +101,6 @@ def _sniff_separator(path: Path, kind: str) -> str:
             header = handle.readline()
     except OSError:
         return ","  # let read_csv report the problem
-    counts = {sep: header.count(sep) for sep in (",", ";", "\t", "|")}
+    counts = {sep: header.count(sep) for sep in _SNIFFED}
     best = max(counts, key=lambda sep: counts[sep])
     return best if counts[best] > 0 else ","

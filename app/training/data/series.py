@@ -1,4 +1,4 @@
-"""Series: rows grouped by id, checked for time order, and the checks on a series after gap filling."""
+"""Series: rows grouped by id, put in time order, and the checks on a series after gap filling."""
 
 from __future__ import annotations
 
@@ -38,23 +38,43 @@ def split_series(ids: np.ndarray, times: np.ndarray, values: np.ndarray) -> list
     ]
 
 
-def check_order(series_id: str, ts: np.ndarray, rows: np.ndarray, source: str) -> None:
-    """Timestamps must be strictly increasing in file order: unsorted data is refused, not silently sorted."""
-    steps = np.diff(ts)
-    bad = np.flatnonzero(steps <= 0)
-    if not len(bad):
+def sort_series(raw: list[RawSeries], source: str) -> tuple[list[RawSeries], str | None]:
+    """Each series in time order (stable: rows with the same timestamp keep their file order), and a notice
+    naming the first row that was out of order when any was: an unsorted file is sorted, not refused."""
+    moved, unsorted, first = 0, 0, None
+    ordered: list[RawSeries] = []
+    for series_id, ts, vals, rows in raw:
+        steps = np.diff(ts)
+        back = np.flatnonzero(steps < 0)
+        if len(back):
+            i = int(back[np.argmin(rows[back + 1])])
+            example = (int(rows[i + 1]), ts[i + 1], ts[i], int(rows[i]))
+            first = example if first is None or example[0] < first[0] else first
+            moved, unsorted = moved + len(back), unsorted + 1
+            order = np.argsort(ts, kind="stable")
+            ts, vals, rows = ts[order], vals[order], rows[order]
+        ordered.append((series_id, ts, vals, rows))
+    if first is None:
+        return ordered, None
+    row, later, earlier, earlier_row = first
+    notice = (
+        f"{source}: timestamps were not in time order in {unsorted} series "
+        f"({plural(moved, 'row')} followed by an earlier time; first: row {row + 1} ({to_message_text(later)}) "
+        f"after {to_message_text(earlier)} (row {earlier_row + 1})); sorted them by time"
+    )
+    return ordered, notice
+
+
+def check_unique_times(series_id: str, ts: np.ndarray, rows: np.ndarray, source: str) -> None:
+    """One row per timestamp in a series (checked after `sort_series`): duplicates are refused."""
+    same = np.flatnonzero(np.diff(ts) == 0)
+    if not len(same):
         return
-    i = int(bad[np.argmin(rows[bad + 1])])  # the earliest offending row in the file
-    earlier, later = to_message_text(ts[i]), to_message_text(ts[i + 1])
-    if steps[i] == 0:
-        raise DataValidationError(
-            f'{source}: duplicate timestamp {later} in series "{series_id}" (rows {rows[i] + 1} and '
-            f"{rows[i + 1] + 1}); keep one row per timestamp (aggregate or remove duplicates)"
-        )
+    i = int(same[np.argmin(rows[same + 1])])  # the earliest duplicate row in the file
+    first, second = sorted((int(rows[i]), int(rows[i + 1])))
     raise DataValidationError(
-        f'{source}: series "{series_id}": timestamps are not sorted: row {rows[i + 1] + 1} ({later}) comes '
-        f"after {earlier} (row {rows[i] + 1}); {plural(int((steps < 0).sum()), 'row')} out of order — sort "
-        f"the file by time"
+        f'{source}: duplicate timestamp {to_message_text(ts[i])} in series "{series_id}" (rows {first + 1} and '
+        f"{second + 1}); keep one row per timestamp (aggregate or remove duplicates)"
     )
 
 

@@ -1,0 +1,1 @@
+"""Prometheus: remote write in (`POST /api/v1/write` -> streams) and per-stream metrics out (/metrics)."""
