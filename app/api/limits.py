@@ -14,9 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.problems import problem_response
+from app.api.problems import AZURE_PATH_PREFIX, azure_error_response, problem_response
+from app.azure.errors import code_for_status
 
 CLOSE: Final = {"Connection": "close"}
 
@@ -41,14 +43,19 @@ def declared_length(scope: Scope) -> int | None:
     return int(value)
 
 
+def _refusal(
+    scope: Scope, status: int, title: str, detail: str, slug: str, fields: dict[str, object]
+) -> Response:
+    """problem+json, or Azure's `{code, message}` on the Azure-compatible paths (as every other error there)."""
+    if str(scope.get("path", "")).startswith(AZURE_PATH_PREFIX):
+        return azure_error_response(status, code_for_status(status), detail, CLOSE)
+    return problem_response(status, title, detail, slug, fields, CLOSE)
+
+
 async def send_too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-    response = problem_response(
-        413,
-        "Request body too large",
-        f"the request body exceeds the limit of {limit} bytes",
-        "body-too-large",
-        {"max_body_bytes": limit},
-        CLOSE,
+    detail = f"the request body exceeds the limit of {limit} bytes"
+    response = _refusal(
+        scope, 413, "Request body too large", detail, "body-too-large", {"max_body_bytes": limit}
     )
     await response(scope, receive, send)
 
@@ -139,5 +146,5 @@ class BodySizeLimitMiddleware:
 
 
 async def _bad_length(scope: Scope, receive: Receive, send: Send, reason: str) -> None:
-    response = problem_response(400, "Bad request", reason, "invalid-content-length", headers=CLOSE)
+    response = _refusal(scope, 400, "Bad request", reason, "invalid-content-length", {})
     await response(scope, receive, send)

@@ -15,6 +15,7 @@ from app.api.app import create_app
 from app.api.connection_limits import ConnectionLimits, guarded_protocol
 from app.cli.output import console, fail
 from app.cli.progress import training_progress
+from app.cli.quality import manifest_losses, warn_if_losing
 from app.demo.models import train_demo_models
 from app.hosts import is_loopback
 from app.keys.store import KeyStore
@@ -44,7 +45,13 @@ def ensure_demo(settings: Settings) -> None:
         return
     console.print("The registry is empty: training the demo models (stocks-aapl, nyc-taxi) first.")
     torch.set_num_threads(settings.torch_threads)
-    train_demo_models(registry, lambda name: training_progress(console, name))
+    for result in train_demo_models(registry, lambda name: training_progress(console, name)):
+        warn_if_losing(manifest_losses(result.manifest), result.version.name, result.version.version)
+        if result.refused_alias is not None:
+            console.print(
+                f"{result.version.name}: served as its latest version; alias '{result.refused_alias}' not set.",
+                highlight=False,
+            )
 
 
 def serve(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -25,6 +26,7 @@ from azure.cognitiveservices.anomalydetector.models import (
 )
 from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+from fastapi.testclient import TestClient
 from msrest.authentication import CognitiveServicesCredentials
 
 from app.api.app import create_app
@@ -230,6 +232,15 @@ def test_other_errors_on_azure_paths_keep_azures_shape(endpoint: str) -> None:
     assert (unknown.status_code, set(unknown.json())) == (404, {"code", "message"})
     wrong_method = httpx.get(f"{url}/entire/detect", headers=key)
     assert (wrong_method.status_code, wrong_method.json()["code"]) == (405, "MethodNotAllowed")
+
+
+def test_an_oversized_body_on_an_azure_path_answers_azures_error(tmp_path: Path) -> None:
+    settings = Settings(models_dir=tmp_path, database_url=None, admin_key=KEY, max_body_bytes=1024)
+    client = TestClient(create_app(settings))  # the size guard answers before any route or service runs
+    url = "/anomalydetector/v1.1/timeseries/entire/detect"
+    reply = client.post(url, content=b" " * 2048, headers={"Ocp-Apim-Subscription-Key": KEY})
+    assert (reply.status_code, reply.headers["content-type"]) == (413, "application/json")
+    assert reply.json()["code"] == "InvalidSeries" and "1024 bytes" in reply.json()["message"]
 
 
 def test_bearer_key_and_imputation_and_no_granularity(endpoint: str) -> None:
