@@ -117,7 +117,8 @@ def fit(
     config: TrainingConfig,
     progress: TrainingProgress | None = None,
 ) -> TrainingHistory:
-    """Train until `epochs` or until validation loss stalls for `patience` epochs; restore the best weights."""
+    """Train until `epochs` or until validation loss stalls for `patience` epochs; restore the best weights
+    (best_epoch 0: the untrained network, i.e. exactly the naive baseline of a model that corrects one)."""
     progress = progress or SilentProgress()
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
@@ -126,6 +127,10 @@ def fit(
         forecaster.network.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
     history, best_state, stale = TrainingHistory(), copy.deepcopy(forecaster.network.state_dict()), 0
+    if forecaster.spec.baseline != "none":
+        # Epoch 0 is the baseline itself (the head starts at zero): a run that never beats it on validation
+        # keeps it, so a trained model is never worse than its naive baseline there.
+        history.best_val_loss = evaluation_loss(forecaster, dataset, val_origins)
     batches_per_epoch = len(_epoch_batches(train_origins, config, rng))
     progress.start(config.epochs, batches_per_epoch)
     started = time.perf_counter()
