@@ -14,6 +14,29 @@ from app.cli.backtest_plot import plot_backtest
 from app.cli.models import parse_reference
 from app.cli.output import console, error_console, fail, print_json
 from app.cli.progress import training_progress
+from app.cli.training_options import (
+    BaselineOption,
+    BatchSizeOption,
+    CalendarOption,
+    CellOption,
+    DayfirstOption,
+    DecimalOption,
+    DropoutOption,
+    EpochsOption,
+    HiddenOption,
+    IdColOption,
+    LayersOption,
+    LrOption,
+    NormalisationOption,
+    PatchLenOption,
+    PatienceOption,
+    SeedOption,
+    SepOption,
+    TimeColOption,
+    ValueColOption,
+    WindowOption,
+    given_options,
+)
 from app.errors import TswatchError
 from app.registry.factory import open_registry
 from app.settings import Settings
@@ -30,6 +53,7 @@ from app.training.backtest_scores import level_key, summarise
 from app.training.data.errors import DataValidationError
 from app.training.data.parsing import DEFAULT_TIME_COL, DEFAULT_VALUE_COL
 from app.training.data.prepared import PreparedData, load_training_data
+from app.training.data.reading import ReadOptions
 
 MIN_POINTS = 2  # the data's own checks; the backtest checks the points around its origins itself
 
@@ -179,26 +203,26 @@ def backtest(
     refit_every: Annotated[
         int | None, typer.Option(help="Configuration only: refit every K origins (default: fit once).")
     ] = None,
-    time_col: Annotated[str, typer.Option(help="Timestamp column.")] = DEFAULT_TIME_COL,
-    value_col: Annotated[str, typer.Option(help="Value column.")] = DEFAULT_VALUE_COL,
-    id_col: Annotated[str | None, typer.Option(help="Series id column (long format).")] = None,
-    window: Annotated[int | None, typer.Option(help="Past points the network reads.")] = None,
-    cell: Annotated[str | None, typer.Option(help="Recurrent cell: gru, lstm or rnn.")] = None,
-    hidden: Annotated[int | None, typer.Option(help="Hidden units per layer.")] = None,
-    layers: Annotated[int | None, typer.Option(help="Stacked recurrent layers.")] = None,
-    dropout: Annotated[float | None, typer.Option(help="Dropout between layers.")] = None,
-    patch_len: Annotated[int | None, typer.Option(help="Points per recurrent step.")] = None,
-    normalisation: Annotated[str | None, typer.Option(help="instance, last or global.")] = None,
-    calendar: Annotated[
-        bool | None, typer.Option("--calendar/--no-calendar", help="Calendar inputs (default: sub-daily).")
-    ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Maximum epochs per fit.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Windows per batch.")] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate (AdamW).")] = None,
-    patience: Annotated[
-        int | None, typer.Option(help="Epochs without validation gain before stopping.")
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    time_col: TimeColOption = DEFAULT_TIME_COL,
+    value_col: ValueColOption = DEFAULT_VALUE_COL,
+    id_col: IdColOption = None,
+    sep: SepOption = None,
+    decimal: DecimalOption = ".",
+    dayfirst: DayfirstOption = None,
+    window: WindowOption = None,
+    cell: CellOption = None,
+    hidden: HiddenOption = None,
+    layers: LayersOption = None,
+    dropout: DropoutOption = None,
+    patch_len: PatchLenOption = None,
+    normalisation: NormalisationOption = None,
+    baseline: BaselineOption = None,
+    calendar: CalendarOption = None,
+    epochs: EpochsOption = None,
+    batch_size: BatchSizeOption = None,
+    lr: LrOption = None,
+    patience: PatienceOption = None,
+    seed: SeedOption = None,
     plot: Annotated[
         Path | None, typer.Option(help="PNG to write (default: DATA's name + .backtest.png next to it).")
     ] = None,
@@ -206,21 +230,22 @@ def backtest(
 ) -> None:
     """Rolling-origin evaluation: MAE/RMSE/MASE/coverage per horizon step next to seasonal naive and random walk."""
     torch.set_num_threads(Settings().torch_threads)
-    training = {
-        "window": window, "cell": cell, "hidden": hidden, "layers": layers, "dropout": dropout,
-        "patch_len": patch_len, "normalisation": normalisation, "calendar": calendar, "epochs": epochs,
-        "batch_size": batch_size, "lr": lr, "patience": patience, "seed": seed,
-    }  # fmt: skip
-    overrides = {name: value for name, value in training.items() if value is not None}
+    overrides = given_options(
+        window=window, cell=cell, hidden=hidden, layers=layers, dropout=dropout, patch_len=patch_len,
+        normalisation=normalisation, baseline=baseline, calendar=calendar, epochs=epochs,
+        batch_size=batch_size, lr=lr, patience=patience, seed=seed,
+    )  # fmt: skip
     plan = {"origins": origins, "stride": stride, "horizon": horizon}
     if model is not None and (overrides or refit_every is not None):
         names = [*overrides, *(["refit_every"] if refit_every is not None else [])]
         given = ", ".join(f"--{name.replace('_', '-')}" for name in names)
         fail(f"{given}: training options apply to a configuration backtest, not to --model")
     try:
+        reading = ReadOptions(sep=sep, decimal=decimal, dayfirst=dayfirst)
         prepared = load_training_data(
-            data, time_col=time_col, value_col=value_col, id_col=id_col, min_length=MIN_POINTS
-        )
+            data, time_col=time_col, value_col=value_col, id_col=id_col, min_length=MIN_POINTS,
+            read_options=reading,
+        )  # fmt: skip
         if model is not None:
             result = _run_model(prepared, model, plan)
         else:

@@ -15,6 +15,29 @@ from app.cli.progress import training_progress
 from app.cli.quality import losses_json, manifest_losses, refusal_message, warn_if_losing
 from app.cli.search_table import search_table
 from app.cli.train_tables import gaps_table, per_series_table
+from app.cli.training_options import (
+    BaselineOption,
+    BatchSizeOption,
+    CalendarOption,
+    CellOption,
+    DayfirstOption,
+    DecimalOption,
+    DropoutOption,
+    EpochsOption,
+    HiddenOption,
+    IdColOption,
+    LayersOption,
+    LrOption,
+    NormalisationOption,
+    PatchLenOption,
+    PatienceOption,
+    SeedOption,
+    SepOption,
+    TimeColOption,
+    ValueColOption,
+    WindowOption,
+    given_options,
+)
 from app.errors import TswatchError
 from app.registry.factory import open_registry
 from app.registry.manifest import EvaluationMetrics
@@ -142,68 +165,29 @@ def report(result: TrainingResult, as_json: bool, plot_path: Path | None = None)
 def train(
     data: Annotated[Path, typer.Argument(help="CSV or Parquet file.", exists=True, dir_okay=False)],
     name: Annotated[str, typer.Option(help="Model name to register the new version under.")],
-    time_col: Annotated[str, typer.Option(help="Timestamp column.")] = DEFAULT_TIME_COL,
-    value_col: Annotated[str, typer.Option(help="Value column.")] = DEFAULT_VALUE_COL,
-    id_col: Annotated[
-        str | None, typer.Option(help="Series id column (long format: one global model).")
-    ] = None,
-    sep: Annotated[
-        str | None,
-        typer.Option(help='CSV column separator, e.g. ";" or tab (default: sniffed from the header).'),
-    ] = None,
-    decimal: Annotated[str, typer.Option(help='Decimal mark of the numbers: "." or ",".')] = ".",
-    dayfirst: Annotated[
-        bool | None,
-        typer.Option(
-            "--dayfirst/--no-dayfirst",
-            help="Read dates like 03/04/2024 as 3 April (default: detected where a day > 12 shows it, "
-            "else month-first).",
-        ),
-    ] = None,
-    window: Annotated[
-        int | None, typer.Option(help="Past points the network reads (default: from the data).")
-    ] = None,
+    time_col: TimeColOption = DEFAULT_TIME_COL,
+    value_col: ValueColOption = DEFAULT_VALUE_COL,
+    id_col: IdColOption = None,
+    sep: SepOption = None,
+    decimal: DecimalOption = ".",
+    dayfirst: DayfirstOption = None,
+    window: WindowOption = None,
     horizon: Annotated[
         int | None, typer.Option(help="Future points forecast at once (default: from the frequency).")
     ] = None,
-    cell: Annotated[str | None, typer.Option(help="Recurrent cell: gru, lstm or rnn.")] = None,
-    hidden: Annotated[
-        int | None, typer.Option(help="Hidden units per layer (default: from the data).")
-    ] = None,
-    layers: Annotated[int | None, typer.Option(help="Stacked recurrent layers.")] = None,
-    dropout: Annotated[float | None, typer.Option(help="Dropout between layers.")] = None,
-    patch_len: Annotated[
-        int | None,
-        typer.Option(help="Points per recurrent step (1 = point by point; default: from the data)."),
-    ] = None,
-    normalisation: Annotated[
-        str | None, typer.Option(help="instance, last or global (default: from the horizon and season).")
-    ] = None,
-    baseline: Annotated[
-        str | None,
-        typer.Option(
-            help="Naive forecast the network corrects: none, last or seasonal (default: from validation)."
-        ),
-    ] = None,
-    calendar: Annotated[
-        bool | None,
-        typer.Option("--calendar/--no-calendar", help="Calendar inputs (default: sub-daily data)."),
-    ] = TrainingConfig.calendar,
-    epochs: Annotated[int | None, typer.Option(help="Maximum epochs (default: from the data size).")] = None,
-    batch_size: Annotated[
-        int | None, typer.Option(help="Windows per batch.", show_default=str(TrainingConfig.batch_size))
-    ] = None,
-    lr: Annotated[
-        float | None, typer.Option(help="Learning rate (AdamW).", show_default=str(TrainingConfig.lr))
-    ] = None,
-    patience: Annotated[
-        int | None,
-        typer.Option(help="Epochs without validation gain before stopping (default: from the data)."),
-    ] = None,
-    seed: Annotated[
-        int | None,
-        typer.Option(help="Random seed (runs are deterministic).", show_default=str(TrainingConfig.seed)),
-    ] = None,
+    cell: CellOption = None,
+    hidden: HiddenOption = None,
+    layers: LayersOption = None,
+    dropout: DropoutOption = None,
+    patch_len: PatchLenOption = None,
+    normalisation: NormalisationOption = None,
+    baseline: BaselineOption = None,
+    calendar: CalendarOption = None,
+    epochs: EpochsOption = None,
+    batch_size: BatchSizeOption = None,
+    lr: LrOption = None,
+    patience: PatienceOption = None,
+    seed: SeedOption = None,
     alias: Annotated[str | None, typer.Option(help="Point this alias at the new version.")] = None,
     force: Annotated[
         bool,
@@ -240,12 +224,11 @@ def train(
     settings = Settings()
     torch.set_num_threads(settings.torch_threads)
     try:
-        given = dict(
+        overrides = given_options(
             window=window, horizon=horizon, cell=cell, hidden=hidden, layers=layers, dropout=dropout,
             patch_len=patch_len, normalisation=normalisation, baseline=baseline, calendar=calendar,
             epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
         )  # fmt: skip
-        overrides = {key: value for key, value in given.items() if value is not None}
         ray_address = ray or settings.ray_address
         if (
             ray_address or per_series or search is not None
