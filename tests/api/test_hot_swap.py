@@ -105,7 +105,7 @@ def test_alias_moves_under_load_and_a_corrupt_version_never_serves(
         assert {version for _, _, version in load.since(0)} == {1}
 
         # Move production 1 -> 2 from another process; within seconds every answer comes from v2.
-        result = run_cli(models_dir, "models", "alias", "tiny", "production", "2", timeout=120)
+        result = run_cli(models_dir, "models", "alias", "tiny", "production", "2", "--force", timeout=120)
         assert result.returncode == 0, result.stderr
         moved = time.monotonic()
         deadline = moved + 5
@@ -117,7 +117,7 @@ def test_alias_moves_under_load_and_a_corrupt_version_never_serves(
         assert {version for _, _, version in load.since(switched)} == {2}  # and it does not flap back
 
         # Move production to the corrupt v3: the server tries, fails, and keeps answering with v2.
-        result = run_cli(models_dir, "models", "alias", "tiny", "production", "3", timeout=120)
+        result = run_cli(models_dir, "models", "alias", "tiny", "production", "3", "--force", timeout=120)
         assert result.returncode == 0, result.stderr
         moved = time.monotonic()
         deadline = moved + 10
