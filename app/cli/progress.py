@@ -38,8 +38,9 @@ def _epoch_line(record: EpochRecord) -> str:
     )
 
 
-class PlainTrainingProgress:
-    """Whole lines only, with no source-file suffix or cursor movement: readable in a log file."""
+class PlainLines:
+    """Whole labelled lines only, with no source-file suffix or cursor movement: readable in a log file.
+    `_due` says whether a throttled progress line may be printed (every `interval` seconds)."""
 
     def __init__(
         self,
@@ -49,12 +50,26 @@ class PlainTrainingProgress:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._console, self._label, self._interval, self._clock = console, label, interval, clock
-        self._epochs = self._batches = self._done = 0
         self._last_line = 0.0
 
     def _line(self, text: str) -> None:
         self._console.print(f"{self._label}: {text}", markup=False, highlight=False, soft_wrap=True)
         self._last_line = self._clock()
+
+    def _due(self) -> bool:
+        return self._clock() - self._last_line >= self._interval
+
+
+class PlainTrainingProgress(PlainLines):
+    def __init__(
+        self,
+        console: Console,
+        label: str,
+        interval: float = PLAIN_INTERVAL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(console, label, interval, clock)
+        self._epochs = self._batches = self._done = 0
 
     def start(self, epochs: int, batches_per_epoch: int) -> None:
         self._epochs, self._batches = epochs, batches_per_epoch
@@ -62,7 +77,7 @@ class PlainTrainingProgress:
 
     def batch(self, epoch: int, loss: float) -> None:
         self._done += 1
-        if self._clock() - self._last_line >= self._interval:
+        if self._due():
             total = self._epochs * self._batches
             self._line(f"epoch {epoch}/{self._epochs}  batch {self._done}/{total}  train {loss:.4f}")
 

@@ -16,7 +16,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from app.cli.progress import PLAIN_INTERVAL_SECONDS
+from app.cli.progress import PLAIN_INTERVAL_SECONDS, PlainLines
 from app.training.fit_tasks import TaskProgress
 
 
@@ -26,7 +26,7 @@ def task_progress(console: Console, label: str) -> TaskProgress:
     return PlainTaskProgress(console, label)
 
 
-class PlainTaskProgress:
+class PlainTaskProgress(PlainLines):
     def __init__(
         self,
         console: Console,
@@ -34,13 +34,8 @@ class PlainTaskProgress:
         interval: float = PLAIN_INTERVAL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._console, self._label, self._interval, self._clock = console, label, interval, clock
+        super().__init__(console, label, interval, clock)
         self._total = self._done = 0
-        self._last_line = 0.0
-
-    def _line(self, text: str) -> None:
-        self._console.print(f"{self._label}: {text}", markup=False, highlight=False, soft_wrap=True)
-        self._last_line = self._clock()
 
     def start(self, total: int) -> None:
         self._total = total
@@ -48,7 +43,7 @@ class PlainTaskProgress:
 
     def advance(self, name: str) -> None:
         self._done += 1
-        if self._clock() - self._last_line >= self._interval:
+        if self._due():
             self._line(f"{self._done}/{self._total} fitted (last: {name})")
 
     def finish(self) -> None:
