@@ -3,7 +3,11 @@
 Per file, with a seed fixed by the file's name (the same corpus on every run):
 1. cut `GAPS` (2 or 3) gaps of `GAP_HOURS` (3-12) hours each: the rows inside are dropped. Gaps are placed
    anywhere outside the anomaly windows, so every labelled anomaly stays observable;
-2. drop `DROP` (15 %) of the remaining rows at random (windows keep at least one row each);
+2. drop `DROP` (15 %) of the remaining rows at random; the labelled anomaly rows (`combined_labels.json` beside
+   the windows file) and the first row of each window are kept. Why: the copies test how the detector handles
+   irregular sampling, and a dropped labelled row takes the anomaly itself out of the data (a spike that was
+   never sent cannot be detected by anyone): with those rows dropped too, 7-12 of the dev split's 57 labelled
+   rows vanished per seed, and that loss of data, not the timing, cost most of the perturbed score;
 3. jitter every timestamp by up to +/- `JITTER` (30 %) of the file's median interval, uniformly, then keep the
    row order (stamps are made non-decreasing: rows never swap).
 Values are unchanged, and the labels stay on their timestamps: windows are time ranges, so the same windows file
@@ -16,7 +20,9 @@ probationary period is recomputed from the new row count).
 from __future__ import annotations
 
 import argparse
+import json
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -37,13 +43,20 @@ def file_seed(name: str, seed: int) -> int:
     return zlib.crc32(f"{seed}:{name}".encode())
 
 
-def perturb(frame: pd.DataFrame, windows: list[Window], seed: int) -> pd.DataFrame:
-    """`frame` (timestamp, value) with gaps cut, rows dropped and stamps jittered (module docstring)."""
+def perturb(
+    frame: pd.DataFrame, windows: list[Window], seed: int, labelled: Sequence[str] = ()
+) -> pd.DataFrame:
+    """`frame` (timestamp, value) with gaps cut, rows dropped and stamps jittered (module docstring);
+    `labelled`: the file's labelled anomaly timestamps, never dropped at random."""
     rng = np.random.default_rng(seed)
     stamps = pd.to_datetime(frame["timestamp"]).to_numpy(dtype="datetime64[s]").astype(np.int64)
     in_window = _in_windows(stamps, windows)
     keep = ~_gap_rows(stamps, in_window, rng)
-    keep &= _random_keep(len(stamps), rng) | _first_rows_of_windows(stamps, windows, keep)
+    keep &= (
+        _random_keep(len(stamps), rng)
+        | _first_rows_of_windows(stamps, windows, keep)
+        | np.isin(stamps, [_seconds(pd.Timestamp(stamp)) for stamp in labelled])
+    )
     kept = stamps[keep]
     step = float(np.median(np.diff(stamps))) if len(stamps) > 1 else 1.0
     jittered = kept + rng.uniform(-JITTER, JITTER, len(kept)) * step
@@ -103,10 +116,14 @@ def _seconds(stamp: pd.Timestamp) -> int:
 def write_perturbed_corpus(data_dir: Path, labels: Path, target: Path, seed: int = 0) -> list[Path]:
     """Perturbed copies of every `<category>/<file>.csv` under `data_dir`, written to the same layout."""
     windows = load_windows(labels)
+    points = labels.parent / "combined_labels.json"
+    labelled: dict[str, list[str]] = json.loads(points.read_text()) if points.exists() else {}
     written = []
     for path in sorted(data_dir.glob("*/*.csv")):
         name = f"{path.parent.name}/{path.name}"
-        frame = perturb(pd.read_csv(path), windows.get(name, []), file_seed(name, seed))
+        frame = perturb(
+            pd.read_csv(path), windows.get(name, []), file_seed(name, seed), labelled.get(name, [])
+        )
         out = target / path.parent.name / path.name
         out.parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(out, index=False)

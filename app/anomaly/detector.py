@@ -8,7 +8,9 @@ Per reading (after the learning period), O(1) work:
 1. Timing (`app.anomaly.sampling`): regular, gap, reanchored; duplicate, late and missing readings are answered
    unscored and not fed.
 2. Expected value: the last value plus the forecast difference of the self-learned `DifferenceAR`, or a
-   registered model's lead-1 forecast when the caller passes one (`expected=`). The band is the expected value
+   registered model's lead-1 forecast when the caller passes one (`expected=`). Seasonal inputs are looked up
+   by time: the reading nearest the instant one period earlier (jittered stamps), or, when that instant fell in
+   a gap (a dropped row), the reading after it, whose difference spans the gap. The band is the expected value
    plus or minus the 95th percentile of recent scaled errors, widened for gaps.
 3. Raw scores, each ranked among its own recent values (scale-free): the error's magnitude, the signed error
    (upwards and downwards separately) and the distance from the median of the recent values.
@@ -242,16 +244,30 @@ class Detector:
         return self.model.predict(lags, [self._diff_before(time, period) for period in self.model.periods])
 
     def _index_before(self, time: float, period: float) -> int:
-        """Index in the history of the latest reading within half a typical interval of `time - period`; -1 when
-        there is none (the history does not reach back so far, or that instant fell in a gap)."""
-        target, slack = time - period, self.typical / 2.0
-        index = bisect.bisect_right(self.times.values, target + slack) - 1
-        return index if index >= 0 and self.times.values[index] >= target - slack else -1
+        """Index in the history of the reading nearest to `time - period`, if within half a typical interval of
+        it; -1 when there is none (the history does not reach back so far, or that instant fell in a gap)."""
+        target, slack, times = time - period, self.typical / 2.0, self.times.values
+        index = bisect.bisect_right(times, target + slack) - 1
+        if index < 0:
+            return -1
+        found = times[index]
+        if found > target and index > 0 and target - times[index - 1] < found - target:  # jitter: the earlier
+            index, found = index - 1, times[index - 1]  # is nearer
+        return index if found >= target - slack else -1
 
     def _diff_before(self, time: float, period: float) -> float:
-        index = self._index_before(time, period)
+        """The scaled difference one `period` before `time` (`app.anomaly.learned.spanning_index`): of the
+        reading nearest that instant, else of the first reading after it (its difference spans the gap)."""
         assert self.model is not None
-        return self.model.clip(self.diffs.values[index]) if index >= 0 else 0.0
+        index = self._index_before(time, period)
+        if index < 0:
+            times = self.times.values
+            if not times or time - period < times[0]:  # the history does not reach back so far
+                return 0.0
+            index = bisect.bisect_right(times, time - period)
+            if not 1 <= index < len(times):
+                return 0.0
+        return self.model.clip(self.diffs.values[index])
 
     def _likelihood(self, time: float, value: float, error: float) -> float:
         """Steps 3-6 of the module docstring for one reading's scaled error."""

@@ -7,8 +7,9 @@ needs a fit that costs milliseconds, is exactly reproducible, and whose weights 
 stream's JSON state. A closed-form ridge solve on at most `memory` readings gives all three.
 
 Inputs for the difference to the next reading: the last `LAGS` differences and, per season (a day, a week), the
-difference of the reading one period earlier *in time* (the latest reading at or before that instant, so dropped
-rows and jittered stamps do not shift the season); each divided by a robust scale of the differences and
+difference of the reading one period earlier *in time* (the reading nearest that instant, or the one after it
+when the instant fell in a gap: `spanning_index`, so dropped rows and jittered stamps neither shift nor void the
+season); each divided by a robust scale of the differences and
 clipped at `CLIP` scales, so one spike in the inputs cannot throw the forecast.
 """
 
@@ -36,13 +37,25 @@ def robust_scale(diffs: np.ndarray) -> float:
 
 
 def period_index(times: np.ndarray, at: np.ndarray, period: float, slack: float) -> np.ndarray:
-    """Per instant in `at`, the index in increasing `times` of the latest reading within `slack` either side
-    of `at - period` (-1 where there is none, e.g. it fell in a gap): [T], [A] -> [A]. `Detector` looks up one
+    """Per instant in `at`, the index in increasing `times` of the reading nearest to `at - period` if within
+    `slack` of it (-1 where there is none, e.g. it fell in a gap): [T], [A] -> [A]. `Detector` looks up one
     instant the same way (`Detector._index_before`)."""
     target = at - period
     index = np.searchsorted(times, target + slack, side="right") - 1  # [A]
+    earlier = times[np.maximum(index - 1, 0)]  # [A]
+    nearer = (index > 0) & (target - earlier < times[np.maximum(index, 0)] - target)  # [A]
+    index = np.where(nearer, index - 1, index)
     found = times[np.maximum(index, 0)]  # [A]
     return np.where((index >= 0) & (found >= target - slack), index, -1)
+
+
+def spanning_index(times: np.ndarray, at: np.ndarray, period: float, slack: float) -> np.ndarray:
+    """`period_index`, and where that finds no reading (the instant fell in a gap), the first reading after the
+    instant: its difference spans the gap, so a dropped reading does not void a seasonal input (-1 where no
+    reading follows one before the instant): [T], [A] -> [A]. `Detector._diff_before` does the same."""
+    nearest = period_index(times, at, period, slack)  # [A]
+    after = np.searchsorted(times, at - period, side="right")  # [A]
+    return np.where((nearest < 0) & (after >= 1) & (after < len(times)), after, nearest)
 
 
 class DifferenceAR:
@@ -96,8 +109,8 @@ class DifferenceAR:
         padded = np.concatenate((np.zeros(LAGS), diffs))  # [LAGS + N]
         columns = [padded[LAGS + targets - 1 - lag] for lag in range(LAGS)]
         for period in self.periods:
-            index = period_index(times, times[targets], period, slack)
-            columns.append(np.where(index >= 1, diffs[np.maximum(index, 0)], 0.0))
+            index = spanning_index(times, times[targets], period, slack)
+            columns.append(np.where((index >= 1) & (index < targets), diffs[np.maximum(index, 0)], 0.0))
         columns.append(np.ones(len(targets)))
         return np.stack(columns, axis=1)
 

@@ -58,11 +58,6 @@ class RecurrentForecastNetwork(nn.Module):
         zeros = torch.zeros(self.config.num_layers, batch_size, self.config.hidden_size)
         return (zeros, zeros.clone()) if self.config.cell == "lstm" else zeros
 
-    def step(self, token: torch.Tensor, state: HiddenState) -> tuple[torch.Tensor, HiddenState]:
-        """Advance the hidden state by one token and read out: [B, F] -> ([B, H, Q], state)."""
-        outputs, state = self.rnn(token.unsqueeze(1), state)  # [B, F] -> [B, 1, F] -> [B, 1, hidden]
-        return self.readout(outputs[:, -1]), state
-
     def readout(self, last_hidden: torch.Tensor) -> torch.Tensor:
         """Head on the last hidden state: [B, hidden] -> [B, H, Q], calibrated and sorted outside training."""
         raw: torch.Tensor = self.head(last_hidden)  # [B, hidden] -> [B, H * Q]

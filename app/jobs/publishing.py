@@ -18,24 +18,12 @@ from app.registry.store import Registry
 from app.storage.tables.registry import VersionRow
 
 
-class JobRegistry(Registry):
-    """A registry whose publishes succeed the job `job_id` in the same transaction, or do not happen."""
+def job_registry(registry: Registry, jobs: JobStore, job_id: str) -> Registry:
+    """`registry`, whose publishes succeed the job `job_id` in the same transaction, or do not happen."""
 
-    def __init__(self, registry: Registry, jobs: JobStore, job_id: str) -> None:
-        super().__init__(registry.database, registry.root)
-        self._jobs = jobs
-        self._job_id = job_id
-
-    def _insert_version(
-        self,
-        session: Session,
-        name: str,
-        files: dict[str, bytes],
-        summary: VersionSummary,
-        alias: str | None,
-    ) -> VersionRow:
-        row = super()._insert_version(session, name, files, summary, alias)
+    def succeed_job(session: Session, row: VersionRow, summary: VersionSummary) -> None:
         metrics = summary.model_dump(mode="json", exclude_none=True)
-        if not self._jobs.succeed_in(session, self._job_id, row.version, metrics):
-            raise JobStoppedError(f"job {self._job_id} stopped before its version was registered")
-        return row
+        if not jobs.succeed_in(session, job_id, row.version, metrics):
+            raise JobStoppedError(f"job {job_id} stopped before its version was registered")
+
+    return registry.with_publish_hook(succeed_job)

@@ -2,7 +2,7 @@
 
 It trains on the input saved in the job's folder (its working directory, so messages about the data name the
 file as uploaded, not a server path) with the job's options, reports progress to the job's row, and registers
-the version through `JobRegistry` (the job succeeds in the same transaction). A data or option error fails the
+the version through `job_registry` (the job succeeds in the same transaction). A data or option error fails the
 job with its message; anything else with its type and message, the traceback going to the job's log. The
 process dies with its server (`die_with_parent`); a cancel makes its next progress write stop it, or the server
 kills it.
@@ -25,10 +25,11 @@ from app.jobs.errors import JobStoppedError
 from app.jobs.inputs import SERIES_COLUMNS, SERIES_SOURCE, check_series, job_dir
 from app.jobs.options import TrainingOptions
 from app.jobs.progress import JobProgress
-from app.jobs.publishing import JobRegistry
+from app.jobs.publishing import job_registry
 from app.jobs.store import JobInfo, JobStore
 from app.processes import die_with_parent
 from app.registry.factory import open_registry
+from app.registry.store import Registry
 from app.settings import Settings
 from app.storage.database import Database
 from app.training.data.errors import DataValidationError
@@ -41,7 +42,7 @@ logger = logging.getLogger("tswatch.jobs.worker")
 CLEAR_ERRORS = (DataValidationError, TswatchError, ValueError)  # their message says what to change
 
 
-def train(job: JobInfo, registry: JobRegistry, progress: JobProgress, settings: Settings) -> TrainingResult:
+def train(job: JobInfo, registry: Registry, progress: JobProgress, settings: Settings) -> TrainingResult:
     options = TrainingOptions.model_validate(job.options)
     path = Path(job.input_file)
     progress.phase("loading data")
@@ -87,7 +88,7 @@ def run(job_id: str, settings: Settings) -> int:
         jobs = JobStore(database)
         job = jobs.get(job_id)
         # The registry resolves the models folder before the worker moves into the job's folder.
-        registry = JobRegistry(open_registry(settings, database), jobs, job_id)
+        registry = job_registry(open_registry(settings, database), jobs, job_id)
         os.chdir(job_dir(registry.root, job_id))
         jobs.set_worker(job_id, os.getpid())
         progress = JobProgress(lambda state: jobs.report_progress(job_id, state))

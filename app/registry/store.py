@@ -22,7 +22,7 @@ import json
 import logging
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -152,10 +152,19 @@ def _version_info(row: VersionRow, root: Path) -> VersionInfo:
     )
 
 
+PublishHook = Callable[[Session, VersionRow, VersionSummary], None]
+"""Runs inside the transaction that registers a version, after its rows are flushed; raising rolls it back."""
+
+
 class Registry:
-    def __init__(self, database: Database, root: Path) -> None:
+    def __init__(self, database: Database, root: Path, *, publish_hook: PublishHook | None = None) -> None:
         self.database = database
         self.root = root.resolve()
+        self._publish_hook = publish_hook
+
+    def with_publish_hook(self, hook: PublishHook) -> Registry:
+        """The same registry, whose publishes also run `hook` in their transaction (app.jobs.publishing)."""
+        return Registry(self.database, self.root, publish_hook=hook)
 
     def publish(
         self,
@@ -205,7 +214,6 @@ class Registry:
     def _insert_version(
         self, session: Session, name: str, files: dict[str, bytes], summary: VersionSummary, alias: str | None
     ) -> VersionRow:
-        # app.jobs.publishing.JobRegistry extends this to succeed a training job in the same transaction.
         if session.get(ModelRow, name) is None:
             session.add(ModelRow(name=name))
             session.flush()
@@ -227,6 +235,8 @@ class Registry:
         put_files(session, name, version, files)
         if alias is not None:
             self._upsert_alias(session, name, alias, version)
+        if self._publish_hook is not None:
+            self._publish_hook(session, row, summary)
         return row
 
     @staticmethod

@@ -6,7 +6,7 @@
 
 How a forecast is made. `expect()` is the lead-1 median forecast of the next reading, made *before* it arrives
 from the hidden state after the previous reading; `observe` advances the state with the reading by ONE
-`network.step`. Nothing is forecast until `window` readings were observed.
+network step (`RecurrentStepper.step`). Nothing is forecast until `window` readings were observed.
 
 Normalisation (the anchor). The models are trained with per-window (instance) statistics, which would need the
 whole window re-run for every reading. Instead a (loc, scale) *anchor* is frozen, computed with the model's own
@@ -42,14 +42,21 @@ of phase n mod P is advanced, by one token, and its read-out is the forecast for
 phase is warmed on the window ending at its own most recent reading (the history keeps window + P - 1 values for
 that); while fewer values exist, the older phases are warmed on the longest whole-patch suffix available.
 
-Per-reading cost. The step avoids every pandas path and all but one O(window) numpy call (the mean and
-standard deviation of the drift check): the newest patch is read from the end of the
-history, its calendar encodings come from lookup tables built once with `calendar_matrix` itself (bitwise the
-same float32 values, no pandas per reading, nor per anchor), and the token is written into a reused buffer.
+Per-reading cost. The step is one token through the network's cells in numpy float32 on views of the
+module's own weights (`app.serving.cell_step.RecurrentStepper`: a fraction of a torch module call), read out for
+lead 1 only. It avoids every pandas path and all but two O(window) numpy reductions (the mean and standard
+deviation of the drift check, over a float64 mirror of the last `window` values kept contiguous, so nothing is
+converted per reading): the newest patch is read from the end of the history, its calendar encodings come from
+lookup tables built once with `calendar_matrix` itself (bitwise the same float32 values, no pandas per reading,
+nor per anchor), and the token is written into a reused buffer. Anchors run the window through the same
+stepper (`RecurrentStepper.run`, token by token: bitwise the steps), cheaper than the torch module's `rnn` over
+a sequence; forecasts right after an anchor agree with `Forecaster.predict` to float32 rounding (not bitwise:
+the sums are ordered differently).
 
 Determinism. The state (`to_state`) holds everything the next forecasts depend on, exactly (hidden states and
 values packed as float64 bytes), so a restored `ModelForecasts` gives bitwise the same forecasts as one that ran
-straight through.
+straight through. (The drift mirror is laid out by the reading count, so a restored one reduces the same values
+at the same positions.)
 """
 
 from __future__ import annotations
@@ -57,7 +64,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from datetime import datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import numpy as np
@@ -70,7 +77,7 @@ from app.errors import InvalidInputError
 from app.forecasting.baselines import baseline_lags
 from app.forecasting.calendar import calendar_matrix
 from app.forecasting.forecaster import Forecaster
-from app.forecasting.network import HiddenState
+from app.serving.cell_step import LayerState, RecurrentStepper
 from app.timestamps import from_state_iso, to_state_iso
 
 STATE_KIND = "ModelForecasts"
@@ -97,23 +104,27 @@ class ModelForecasts:
         self.since_anchor = 0  # readings observed since the last anchor
         self.anchor: tuple[np.float32, np.float32] | None = None  # (loc, scale) the inputs are scaled with
         self.anchor_stats = (0.0, 1.0)  # (mean, std) float64 of the window at the anchor, for `_drifted`
-        self.states: list[HiddenState] = []  # one per phase, after the first anchor
+        self.states: list[list[LayerState]] = []  # one per phase, after the first anchor
         self.pending: float | None = None  # the lead-1 median forecast of the next reading
         self._median = spec.median_index
         lags = baseline_lags(spec.baseline, spec.season, 1)  # [1]: where the lead-1 baseline copies from
         self._baseline_lag = 0 if lags is None else int(lags[0])  # 0: the plain network
         self._features = tuple(spec.calendar_features)
         self._calendar_rows: deque[np.ndarray] = deque(maxlen=capacity)  # [C] float32 per reading in `values`
+        self._stepper = RecurrentStepper(forecaster.network, self._median)
         width = spec.features_per_step
-        self._token_buffer = np.zeros((1, self.patch_len, width), dtype=np.float32)  # [1, P, 1 + C]
-        self._token = torch.from_numpy(self._token_buffer).view(1, self.patch_len * width)  # [1, F] view
+        self._token_buffer = np.zeros((self.patch_len, width), dtype=np.float32)  # [P, 1 + C]
+        self._token = self._token_buffer.reshape(self.patch_len * width)  # [F] view
+        # the last `window` values (float64) twice over, by count mod window: the slice ending at the newest
+        # reading's second copy is the window in order, contiguous, with no conversion per reading
+        self._mirror = np.zeros(2 * self.window)
+        self._deviations = np.zeros(self.window)  # scratch for `_window_stats`
 
     # ------------------------------------------------------------------ public
     def expect(self) -> float | None:
         """The lead-1 median forecast of the next reading; None until `window` readings were observed."""
         return self.pending
 
-    @torch.inference_mode()
     def observe(self, timestamp: datetime | None, value: float) -> None:
         """Advance the state with one reading (naive UTC; `timestamp` may be None only without a calendar)."""
         value = float(value)
@@ -125,6 +136,7 @@ class ModelForecasts:
             self.stamps.append(timestamp)
             self._calendar_rows.append(calendar_row(timestamp, self._features))
         self.values.append(value)
+        self._mirror_value(self.count, value)
         self.count += 1
         if self.anchor is None:
             if self.count >= self.window:
@@ -136,10 +148,26 @@ class ModelForecasts:
         else:
             self._step()
 
+    def _mirror_value(self, index: int, value: float) -> None:
+        """Write the reading with absolute index `index` into both copies of the drift mirror."""
+        slot = index % self.window
+        self._mirror[slot] = value
+        self._mirror[slot + self.window] = value
+
     def _window_stats(self) -> tuple[float, float]:
-        """Mean and standard deviation (float64) of the last `window` values: a few microseconds."""
-        recent = np.array(self.values)[-self.window :]
-        return float(recent.mean()), float(recent.std())
+        """Mean and standard deviation (float64) of the last `window` values: a few microseconds.
+
+        Bitwise `recent.mean()` and `recent.std()` (the same ufunc reductions numpy's own methods run), without
+        their Python-level overhead and with the sum taken once.
+        """
+        end = (self.count - 1) % self.window + self.window + 1
+        size = min(self.count, self.window)
+        recent = self._mirror[end - size : end]
+        mean = float(np.add.reduce(recent)) / size
+        deviations = self._deviations[:size]
+        np.subtract(recent, mean, out=deviations)
+        np.multiply(deviations, deviations, out=deviations)
+        return mean, math.sqrt(float(np.add.reduce(deviations)) / size)
 
     def _drifted(self) -> bool:
         """Whether the window's statistics have left the anchor's (see "When the anchor is refreshed")."""
@@ -155,40 +183,39 @@ class ModelForecasts:
         assert self.anchor is not None
         loc, scale = self.anchor
         patch = self.patch_len
-        buffer = self._token_buffer  # [1, P, 1 + C], viewed as the token [1, P * (1 + C)]
+        buffer = self._token_buffer  # [P, 1 + C], viewed as the token [P * (1 + C)]
         values = self.values
         rows = self._calendar_rows
         for offset in range(patch):  # oldest .. newest reading of the patch; same float32 ops as `tokens`
-            buffer[0, offset, 0] = (np.float32(values[offset - patch]) - loc) / scale
+            buffer[offset, 0] = (np.float32(values[offset - patch]) - loc) / scale
             if rows:
-                buffer[0, offset, 1:] = rows[offset - patch]  # [C]
+                buffer[offset, 1:] = rows[offset - patch]  # [C]
         phase = (self.count - 1) % patch
-        output, self.states[phase] = self.forecaster.network.step(self._token, self.states[phase])
-        self.pending = self._unscale(output)  # [1, H, Q] -> median
+        correction, self.states[phase] = self._stepper.step(self._token, self.states[phase])
+        self.pending = self._unscale(correction)
 
+    @torch.inference_mode()
     def _anchor(self) -> None:
         """Freeze new statistics from the last `window` values and re-run each phase's window once."""
-        network = self.forecaster.network
-        network.eval()
         history = torch.tensor(list(self.values), dtype=torch.float32)[None, :]  # [1, N]
         loc, scale = self.forecaster.spec.scaling.stats(history[:, -self.window :])  # [1, 1] each
         self.anchor = (np.float32(loc.item()), np.float32(scale.item()))
         scaled = (history - loc) / scale  # [1, N]
         calendar = self._calendar()  # [1, N, C] or None
         newest_phase = (self.count - 1) % self.patch_len
-        states: dict[int, HiddenState] = {}
+        states: dict[int, list[LayerState]] = {}
         for back in range(self.patch_len):  # the phase's window ends `back` readings before the newest
             end = scaled.shape[1] - back
             length = min(self.window, end // self.patch_len * self.patch_len)
-            state = network.initial_state(1)
+            state = self._stepper.initial()
             if length > 0:
                 tokens = self.forecaster.tokens(
                     scaled[:, end - length : end],
                     None if calendar is None else calendar[:, end - length : end],
                 )  # [1, length / P, F]
-                outputs, state = network.rnn(tokens, state)  # -> [1, T, hidden]
-                if back == 0:
-                    self.pending = self._unscale(network.readout(outputs[:, -1]))  # [1, hidden] -> [1, H, Q]
+                last, state = self._stepper.run(tokens[0].numpy(), state)  # -> [hidden]
+                if back == 0:  # the head on the last hidden state -> lead-1 median
+                    self.pending = self._unscale(self._stepper.readout(last))
             states[(newest_phase - back) % self.patch_len] = state
         self.states = [states[phase] for phase in range(self.patch_len)]
         self.since_anchor = 0
@@ -201,11 +228,10 @@ class ModelForecasts:
             return None
         return torch.from_numpy(np.stack(self._calendar_rows))[None]  # N x [C] -> [1, N, C]
 
-    def _unscale(self, output: torch.Tensor) -> float:
-        """Lead-1 median in data units from [1, H, Q] (the same float32 ops as `Forecaster.predict`)."""
+    def _unscale(self, correction: np.float32) -> float:
+        """Lead-1 median in data units from the scaled one (the same float32 ops as `Forecaster.predict`)."""
         assert self.anchor is not None
         loc, scale = self.anchor
-        correction = np.float32(output[0, 0, self._median].item())
         if self._baseline_lag:  # the network corrects a naive forecast: add its scaled lead-1 value back
             correction = correction + (np.float32(self.values[-self._baseline_lag]) - loc) / scale
         median = correction * scale + loc
@@ -229,7 +255,7 @@ class ModelForecasts:
             "values": pack(self.values),
             "timestamps": [to_state_iso(stamp) for stamp in self.stamps],
             "anchor": None if self.anchor is None else [float(self.anchor[0]), float(self.anchor[1])],
-            "hidden": [_pack_hidden(state) for state in self.states],
+            "hidden": [pack(self._stepper.flat(state).astype(np.float64)) for state in self.states],
             "pending": self.pending,
         }
 
@@ -253,13 +279,17 @@ class ModelForecasts:
         mean, std = state["anchor_stats"]
         forecasts.anchor_stats = (float(mean), float(std))
         forecasts.values.extend(unpack(state["values"], "values"))
+        first = forecasts.count - len(forecasts.values)
+        for index, value in enumerate(forecasts.values, start=first):
+            forecasts._mirror_value(index, value)
         forecasts.stamps.extend(from_state_iso(stamp) for stamp in state["timestamps"])
         for stamp in forecasts.stamps:
             forecasts._calendar_rows.append(calendar_row(stamp, forecasts._features))
         if state["anchor"] is not None:
             loc, scale = state["anchor"]
             forecasts.anchor = (np.float32(loc), np.float32(scale))
-        forecasts.states = [_unpack_hidden(text, forecaster) for text in state["hidden"]]
+        stepper = forecasts._stepper
+        forecasts.states = [stepper.unflat(np.asarray(unpack(text, "hidden"))) for text in state["hidden"]]
         forecasts.pending = None if state["pending"] is None else float(state["pending"])
         return forecasts
 
@@ -294,21 +324,6 @@ def _spec_key(forecaster: Forecaster) -> dict[str, Any]:
     }
 
 
-def _pack_hidden(state: HiddenState) -> str:
-    """[layers, 1, hidden] tensors (two for an LSTM) as exact packed text."""
-    parts = state if isinstance(state, tuple) else (state,)
-    return pack(np.concatenate([part.numpy().ravel() for part in parts]).astype(np.float64))
-
-
-def _unpack_hidden(text: str, forecaster: Forecaster) -> HiddenState:
-    config = forecaster.spec.network
-    flat = torch.tensor(unpack(text, "hidden"), dtype=torch.float32)
-    if config.cell == "lstm":
-        h, c = flat.view(2, config.num_layers, 1, config.hidden_size)
-        return (h.contiguous(), c.contiguous())
-    return flat.view(config.num_layers, 1, config.hidden_size).contiguous()
-
-
 # -------------------------------------------------------------------- calendar rows without pandas
 _TABLE_START = datetime(2024, 1, 1)  # a Monday of a leap year
 _TABLE_ROWS = {"hour_of_day": 24 * 60, "day_of_week": 7, "day_of_year": 366, "month_of_year": 12}
@@ -335,18 +350,29 @@ def _calendar_table(feature: str) -> np.ndarray:
 
 
 def calendar_row(stamp: datetime, features: tuple[str, ...]) -> np.ndarray:
-    """`calendar_matrix([stamp], features)[0]` by table look-up (bitwise identical, no pandas): [C] float32."""
-    parts = []
-    for feature in features:
-        if feature == "hour_of_day":
-            key = stamp.hour * 60 + stamp.minute
-        elif feature == "day_of_week":
-            key = stamp.weekday()
-        elif feature == "day_of_year":
-            key = stamp.timetuple().tm_yday - 1
-        elif feature == "month_of_year":
-            key = stamp.month - 1
-        else:
-            raise ValueError(f"unknown calendar feature {feature!r}")
-        parts.append(_calendar_table(feature)[key])
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+    """`calendar_matrix([stamp], features)[0]` by table look-up (bitwise identical, no pandas): [C] float32.
+
+    Read only: rows are shared between the readings with the same encodings.
+    """
+    return _calendar_row(features, tuple(_calendar_key(stamp, feature) for feature in features))
+
+
+def _calendar_key(stamp: datetime, feature: str) -> int:
+    """The row of `_calendar_table(feature)` that encodes `stamp`."""
+    if feature == "hour_of_day":
+        return stamp.hour * 60 + stamp.minute
+    if feature == "day_of_week":
+        return stamp.weekday()
+    if feature == "day_of_year":
+        return stamp.timetuple().tm_yday - 1
+    if feature == "month_of_year":
+        return stamp.month - 1
+    raise ValueError(f"unknown calendar feature {feature!r}")
+
+
+@lru_cache(maxsize=4096)
+def _calendar_row(features: tuple[str, ...], keys: tuple[int, ...]) -> np.ndarray:
+    parts = [_calendar_table(feature)[key] for feature, key in zip(features, keys, strict=True)]
+    row = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+    row.setflags(write=False)
+    return row

@@ -4,14 +4,15 @@
 answered with their `sampling` and `score: null`), scores it on the inference thread (`StreamState`: the one
 detector, plus a registered model's forecasts for a model-bound stream), and writes the points and the episode
 changes in ONE database transaction that also bumps the row's `revision` and `point_count`. A point is
-acknowledged only after that commit, so a crash (even kill -9) loses no acknowledged point. The scoring state
+acknowledged only after that commit, so a crash (even kill -9) loses no acknowledged point. Single-stream appends
+that are ready while another is being stored share one transaction (group commit, app.streams.group_commit). The scoring state
 stays hot in memory and is stored as a snapshot every `snapshot_points` readings; a restart (or another
 process's write) rebuilds it from the snapshot plus a replay of the stored readings, bitwise as an uninterrupted
 run (app.streams.hot): the detector refits inline at readings fixed by its schedule, so scores never depend on
 timing. A per-stream asyncio lock serialises appends within the process; across processes (replicas over one
-database) the write transaction locks the stream row (SELECT ... FOR UPDATE; on SQLite the write lock), and when
-the row's `revision` moved since the state was scored, the state is rebuilt and the points scored again (a
-bounded number of times before a 409).
+database) the write transaction locks the stream row (an UPDATE conditional on the `revision` the points were
+scored against; on SQLite the write lock first), and when the row's `revision` moved since the state was scored,
+the state is rebuilt and the points scored again (a bounded number of times before a 409).
 
 Streams without a `model` learn their own forecaster (the detector's learning period, `learning_points`). A
 model-bound stream follows `alias` (or the default version) of its model unless a version is pinned; when the
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select, text, update
+from sqlalchemy import bindparam, delete, insert, inspect, or_, select, text, update
 from sqlalchemy.orm import Session, defer
 
 from app.anomaly import AlarmEvent, DetectorConfig, Episode
@@ -50,6 +51,7 @@ from app.serving.pool import ModelPool
 from app.settings import DEFAULT_STREAM_SNAPSHOT_POINTS
 from app.storage.database import Database
 from app.storage.tables.streams import StreamEpisodeRow, StreamPointRow, StreamRow
+from app.streams.group_commit import GroupWriter
 from app.streams.hot import HotStream, StoredStream, not_found, read_stored, replay
 from app.streams.locks import LockRegistry
 from app.streams.queries import StreamSummary, latest_points, stream_summaries
@@ -153,6 +155,9 @@ class StreamService:
         self._states: OrderedDict[str, HotStream] = OrderedDict()  # id -> state as of its row's revision
         self.alarm_sink = alarm_sink
         self.after_store: AfterStore | None = None  # told of every stored append (interval calibration)
+        self._group: GroupWriter[StagedAppend, _Written] = GroupWriter(
+            lambda items: self._persist(list(items), None)
+        )
 
     @property
     def active_locks(self) -> int:
@@ -356,7 +361,7 @@ class StreamService:
                     for stream_id, points in batches:
                         with _naming(stream_id if named else None):
                             staged.append(await self._stage(stream_id, points, alerts))
-                    written = await run_blocking(self._persist, staged, in_transaction)
+                    written = await self._write_staged(staged, in_transaction)
                 else:
                     staged, written = await self._store_locked(batches, alerts, in_transaction, named)
             except RevisionMovedError:
@@ -368,6 +373,15 @@ class StreamService:
                 await self.after_store(staged)
             return list(zip(staged, written, strict=True))
         raise _contended(f"stream {batches[0][0]!r}" if len(batches) == 1 else "a stream of this batch")
+
+    async def _write_staged(
+        self, staged: list[StagedAppend], in_transaction: TransactionHook | None
+    ) -> list[_Written]:
+        """Store scored points: one stream's append goes through the group commit (stored in one transaction
+        with the other streams' appends pending at the same time); a multi-stream batch is its own transaction."""
+        if len(staged) == 1 and in_transaction is None:
+            return [await self._group.submit(staged[0])]
+        return await run_blocking(self._persist, staged, in_transaction)
 
     async def _stage(self, stream_id: str, points: Sequence[Reading], alerts: bool) -> StagedAppend:
         """Score `points` without storing them, on the pool's single inference thread (every stream: one
@@ -516,44 +530,44 @@ class StreamService:
         written = [by_index[index] for index in range(len(staged))]
         if in_transaction is not None:
             in_transaction(session, staged)
-        for item in written:
-            session.expunge(item.row)
         return written
 
     def _write(self, session: Session, staged: StagedAppend) -> _Written:
-        """Store one stream's points (and its snapshot when due) under the row lock; RevisionMovedError when the
-        row is not the one the points were scored against."""
+        """Store one stream's points (and its snapshot when due): the row is advanced by ONE conditional UPDATE
+        (`revision` as scored against), which also locks it; RevisionMovedError when another writer moved it."""
         loaded, stream, scored = staged.row, staged.stream, staged.points
-        row = session.get(StreamRow, loaded.id, with_for_update=True, options=[defer(StreamRow.state)])
-        if row is None:
-            raise ConflictError(
-                f"stream {loaded.id!r} was deleted while these points were scored; nothing was stored"
-            )
-        if row.revision != loaded.revision:
+        newest = max(point.timestamp for point in scored if point.timestamp is not None)
+        changes: dict[str, Any] = {
+            "state_model_version": stream.model_version,
+            "point_count": stream.position,
+            "last_timestamp": newest if loaded.last_timestamp is None else max(loaded.last_timestamp, newest),
+            "updated_at": utc_now(),
+            "revision": loaded.revision + 1,
+        }
+        if staged.state is not None:
+            changes.update(state=staged.state, state_position=stream.position)
+        connection = session.connection()  # Core statements: the ORM's overhead was most of their cost
+        moved = connection.execute(
+            _ADVANCE_ROW_WITH_SNAPSHOT if staged.state is not None else _ADVANCE_ROW,
+            {**changes, "expected_id": loaded.id, "expected_revision": loaded.revision},
+        )
+        if moved.rowcount != 1:
+            if session.get(StreamRow, loaded.id, options=[defer(StreamRow.state)]) is None:
+                raise ConflictError(
+                    f"stream {loaded.id!r} was deleted while these points were scored; nothing was stored"
+                )
             raise RevisionMovedError(loaded.id)
-        session.connection().execute(  # one Core executemany: far cheaper than the ORM for a batch of points
-            insert(StreamPointRow),
-            [_point_values(loaded.id, point, staged.model_version) for point in scored],
+        connection.execute(  # one Core executemany: far cheaper than the ORM for a batch of points
+            _INSERT_POINTS, [_point_values(loaded.id, point, staged.model_version) for point in scored]
         )
         for event in staged.events:
             _apply_event(session, loaded.id, event)
         open_row = _refresh_open_episode(session, loaded.id, stream.policy.open_episode)
-        if staged.state is not None:  # a core UPDATE: the cached row never holds the snapshot text
-            session.execute(
-                update(StreamRow)
-                .where(StreamRow.id == loaded.id)
-                .values(state=staged.state, state_position=stream.position)
-                .execution_options(synchronize_session=False)
-            )
-        row.state_model_version = stream.model_version
-        row.point_count = stream.position
-        newest = max(point.timestamp for point in scored if point.timestamp is not None)
-        row.last_timestamp = newest if row.last_timestamp is None else max(row.last_timestamp, newest)
-        row.updated_at = utc_now()
-        row.revision += 1
         self.alarm_sink(session, staged)
         episode = None if open_row is None else _stored_episode(open_row)
         session.flush()
+        changes.pop("state", None)  # the cached row never holds the snapshot text
+        row = _advanced(loaded, changes)
         return _Written(row, _info(row, episode, stream.status()))
 
     # ---------------------------------------------------------------- helpers
@@ -709,6 +723,29 @@ def _reset(stream: StreamState, config: StreamConfig) -> StreamState:
 
 
 # -------------------------------------------------------------------- rows
+_ADVANCED_COLUMNS = ("state_model_version", "point_count", "last_timestamp", "updated_at", "revision")
+# An append's row update, built once: only when the row still has the revision the points were scored against.
+_ADVANCE_ROW = (
+    update(StreamRow)
+    .where(StreamRow.id == bindparam("expected_id"), StreamRow.revision == bindparam("expected_revision"))
+    .values({name: bindparam(name) for name in _ADVANCED_COLUMNS})
+)
+_ADVANCE_ROW_WITH_SNAPSHOT = _ADVANCE_ROW.values(
+    state=bindparam("state"), state_position=bindparam("state_position")
+)
+_INSERT_POINTS = insert(StreamPointRow)
+
+
+def _advanced(row: StreamRow, changes: dict[str, Any]) -> StreamRow:
+    """A new detached stream row: `row`'s columns (its snapshot text left out) with `changes` applied."""
+    columns = {
+        attribute.key: getattr(row, attribute.key)
+        for attribute in inspect(StreamRow).column_attrs
+        if attribute.key != "state"
+    }
+    return StreamRow(**{**columns, **changes})
+
+
 def _point_values(stream_id: str, point: ScoredPoint, model_version: int | None) -> dict[str, Any]:
     """The `stream_points` row of a scored point."""
     return {

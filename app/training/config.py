@@ -20,7 +20,7 @@ class Choice:
     field: str
     value: ChoiceValue
     reason: str
-    source: str = "data"  # "data" | "user" | "search"
+    source: str = "data"  # "data" | "user" | "search" | "validation" (decided after training)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ registry or the test split.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +18,7 @@ from app.forecasting.network import NetworkConfig
 from app.forecasting.scaling import Scaling
 from app.forecasting.windows import SplitBounds
 from app.training.config import TrainingConfig
+from app.training.correction import CorrectionVerdict, judge_correction
 from app.training.data.errors import DataValidationError
 from app.training.data.prepared import PreparedData
 from app.training.data.seasons import detect_season
@@ -32,7 +34,8 @@ MIN_SPLIT_WINDOWS = 1
 class FittedForecaster:
     """A trained, interval-calibrated forecaster with what it was fitted on.
 
-    `validation` holds the calibrated model's forecasts from every validation origin.
+    `validation` holds the calibrated model's forecasts from every validation origin; `correction` says
+    whether the network's correction to its baseline was kept (None without a baseline).
     """
 
     forecaster: Forecaster
@@ -44,6 +47,7 @@ class FittedForecaster:
     season: int
     validation: Predictions
     interval_offsets: dict[str, list[float]]
+    correction: CorrectionVerdict | None = None
 
 
 def split_bounds(data: PreparedData, config: TrainingConfig) -> list[SplitBounds]:
@@ -122,7 +126,8 @@ def forecaster_spec(
 def fit_forecaster(
     data: PreparedData, config: TrainingConfig, progress: TrainingProgress | None = None
 ) -> FittedForecaster:
-    """Train on the training split, stop early on validation, then calibrate intervals on validation."""
+    """Train on the training split, stop early on validation, keep the correction only if it beats the
+    baseline on validation (app/training/correction.py), then calibrate intervals on validation."""
     bounds = split_bounds(data, config)
     calendar = calendar_features(config, data.frequency)
     series = [(s.id, s.values, s.timestamps) for s in data.series]
@@ -130,8 +135,14 @@ def fit_forecaster(
     season = training_season(data, bounds)
     spec = forecaster_spec(config, dataset, data.frequency, calendar, season)
     forecaster = Forecaster.create(spec, seed=config.seed)
+    untrained = copy.deepcopy(forecaster.network.state_dict())  # with a baseline: exactly the baseline
     history = fit(forecaster, dataset, config, progress)
     validation = predict_origins(forecaster, dataset, dataset.origins("val"))
+    correction = judge_correction(forecaster, dataset, validation)
+    if correction is not None and not correction.kept:
+        forecaster.network.load_state_dict(untrained)
+        forecaster.network.train(False)
+        validation = predict_origins(forecaster, dataset, dataset.origins("val"))
     interval_offsets = calibrate_intervals(forecaster, validation)
     validation = predict_origins(forecaster, dataset, dataset.origins("val"))
     return FittedForecaster(
@@ -144,4 +155,5 @@ def fit_forecaster(
         season=season,
         validation=validation,
         interval_offsets=interval_offsets,
+        correction=correction,
     )

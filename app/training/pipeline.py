@@ -28,6 +28,7 @@ from app.registry.quality import refusing_losses
 from app.registry.store import Registry, VersionInfo, validate_alias, validate_model_name
 from app.timestamps import datetime64_to_iso, utc_now
 from app.training.config import Choice, TrainingConfig
+from app.training.correction import CorrectionVerdict
 from app.training.data.parsing import DEFAULT_TIME_COL, DEFAULT_VALUE_COL
 from app.training.data.prepared import PreparedData, load_training_data
 from app.training.data.reading import ReadOptions
@@ -167,7 +168,7 @@ def build_version(
         code_version=app.__version__,
         runtime=Runtime(python=platform.python_version(), torch=torch.__version__),
         spec=forecaster.spec,
-        training=_training_run(config, history, choices or []),
+        training=_training_run(config, history, _with_verdict(choices or [], fitted.correction)),
         data=_data_description(data, forecaster.spec.window, source),
         metrics=metrics,
         season=season,
@@ -191,11 +192,22 @@ def publish_version(
 ) -> TrainingResult:
     """Register a built version; the alias is refused (the version still registered) when it loses to a baseline."""
     name, manifest = pending.name, pending.manifest
+    notices = notices + validation_notices(manifest.training.choices)
     refused = alias is not None and bool(refusing_losses(alias, VersionSummary.of(manifest), force=force))
     version = registry.publish(name, pending.tensors, manifest, alias=None if refused else alias, force=force)
     return TrainingResult(
         version, manifest, pending.history, refused_alias=alias if refused else None, notices=notices
     )
+
+
+def _with_verdict(choices: list[Choice], correction: CorrectionVerdict | None) -> list[Choice]:
+    """The configuration choices and, for a model that corrects a baseline, whether the correction was kept."""
+    return choices if correction is None else [*choices, correction.choice()]
+
+
+def validation_notices(choices: list[Choice]) -> tuple[str, ...]:
+    """What was decided on the validation split after training, for the console and `--json`."""
+    return tuple(f"{c.field} {c.value}: {c.reason}" for c in choices if c.source == "validation")
 
 
 def _residual_summary(validation: Predictions, median_index: int) -> ResidualSummary:

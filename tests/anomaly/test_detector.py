@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 
 from app.anomaly import Detector, DetectorConfig, ScoredPoint, detect_series, sensitivity_to_alpha
 from app.anomaly.detector import STATE_VERSION
+from app.anomaly.learned import period_index, spanning_index
 
 START = datetime(2024, 1, 1)
 STEP = timedelta(minutes=5)
@@ -25,7 +27,9 @@ def daily_series(n: int, seed: int = 0, noise: float = 0.3) -> tuple[list[dateti
     return stamps, [float(v) for v in values]
 
 
-def stream(detector: Detector, stamps: list[datetime], values: list[float | None]) -> list[ScoredPoint]:
+def stream(
+    detector: Detector, stamps: Sequence[datetime], values: Sequence[float | None]
+) -> list[ScoredPoint]:
     return [detector.update(t, v) for t, v in zip(stamps, values, strict=True)]
 
 
@@ -163,3 +167,12 @@ def test_state_is_versioned_and_refuses_what_it_does_not_know() -> None:
 def test_learning_points_out_of_range_names_the_parameter(learning_points: int) -> None:
     with pytest.raises(ValueError, match="learning_points"):
         DetectorConfig(learning_points=learning_points)
+
+
+def test_seasonal_lookup_takes_the_nearest_reading_and_spans_a_dropped_one() -> None:
+    """One period back lands between jittered readings (the nearer is taken) or in a gap (the reading after it,
+    whose difference spans the gap, is taken): a dropped row or a jittered stamp does not void a seasonal input."""
+    times = np.array([0.0, 260.0, 600.0, 1200.0, 1500.0])  # 300 s typical; 600 -> 1200 left one reading out
+    at = np.array([1300.0, 1500.0, 1800.0, 3000.0])  # one period (1000 s) back: 300, 500, 800, 2000
+    assert period_index(times, at, 1000.0, 150.0).tolist() == [1, 2, -1, -1]  # 300 is nearer 260 than 600
+    assert spanning_index(times, at, 1000.0, 150.0).tolist() == [1, 2, 3, -1]  # 800 fell in the gap

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from app.jobs.errors import JobFinishedError, JobNotFoundError, JobStoppedError
 from app.jobs.inputs import count_rows, job_dir, upload_name
-from app.jobs.publishing import JobRegistry
+from app.jobs.publishing import job_registry
 from app.jobs.service import STOPPED_SERVER, JobService, Owner
 from app.jobs.store import JobStatus, JobStore, NewJob
 from app.registry.artifacts import WEIGHTS_FILE
@@ -93,14 +93,14 @@ def test_the_version_of_a_stopped_job_is_never_registered(models_dir, database_u
         store.claim("d1", "host:1:x")
         store.cancel("d1")
         with pytest.raises(JobStoppedError):
-            JobRegistry(registry, store, "d1").publish("trained", tensors, manifest, alias="staging")
+            job_registry(registry, store, "d1").publish("trained", tensors, manifest, alias="staging")
         with pytest.raises(ModelNotFoundError):
             registry.versions("trained")
         assert not list((models_dir / "trained").glob(f"{STAGING_PREFIX}*"))  # the staging folder went too
 
         new_job(store, "d2", model="trained")
         store.claim("d2", "host:1:x")
-        version = JobRegistry(registry, store, "d2").publish("trained", tensors, manifest)
+        version = job_registry(registry, store, "d2").publish("trained", tensors, manifest)
         job = store.get("d2")
         assert job.status is JobStatus.SUCCEEDED and job.result_version == version.version
         assert job.metrics is not None and "mae" in job.metrics["metrics"]

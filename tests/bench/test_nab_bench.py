@@ -57,6 +57,16 @@ def test_perturbed_copy_drops_jitters_and_keeps_order_and_windows(tmp_path: Path
     pd.testing.assert_frame_equal(out, perturb(frame, [window], seed=7))  # deterministic
 
 
+def test_perturbed_copy_keeps_the_labelled_anomaly_rows() -> None:
+    """A row that was never sent takes its anomaly out of the data: the random drop spares labelled rows."""
+    frame = five_minute_series(4000, seed=1)
+    labelled = [str(frame.timestamp[i]) for i in range(500, 3500, 100)]  # 30 rows, ~4 would drop at 15 %
+    window = (pd.Timestamp(frame.timestamp[450]), pd.Timestamp(frame.timestamp[3550]))  # gaps stay outside
+    out = perturb(frame, [window], seed=7, labelled=labelled)
+    kept = set(out.value)
+    assert all(frame.value[i] in kept for i in range(500, 3500, 100))
+
+
 def test_perturbed_corpus_is_scored_with_the_same_windows(tmp_path: Path) -> None:
     data, labels = write_corpus(tmp_path)
     write_perturbed_corpus(data, labels, tmp_path / "perturbed")

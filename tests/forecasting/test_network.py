@@ -24,19 +24,6 @@ def test_forward_shape_is_batch_horizon_quantiles(cell):
     assert network(torch.randn(7, 12, 3)).shape == (7, 5, 4)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn"])
-def test_stepping_point_by_point_equals_running_the_window(cell):
-    network = make_network(cell)
-    tokens = torch.randn(4, 20, 3)
-    with torch.no_grad():
-        whole = network(tokens)
-        state = network.initial_state(4)
-        for t in range(tokens.shape[1]):
-            stepped, state = network.step(tokens[:, t], state)
-    torch.testing.assert_close(stepped, whole, rtol=1e-5, atol=1e-6)
-
-
 def test_outputs_are_sorted_quantiles_in_eval_mode():
     network = make_network("gru")
     output = network(torch.randn(32, 10, 3))

@@ -6,16 +6,19 @@ import json
 import math
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from app.anomaly.detector import Detector, DetectorConfig
 from app.forecasting.calendar import calendar_matrix
 from app.forecasting.forecaster import Forecaster
 from app.registry.factory import open_registry
 from app.serving import model_forecasts
+from app.serving.cell_step import RecurrentStepper
 from app.serving.model_forecasts import ModelForecasts, calendar_row, score_reading
 from app.settings import Settings
 from app.training.config import TrainingConfig
@@ -252,3 +255,44 @@ def test_calendar_row_is_bitwise_calendar_matrix() -> None:
     rows = np.stack([calendar_row(stamp, features) for stamp in stamps])
     assert rows.dtype == np.float32 and np.array_equal(rows.view(np.uint32), expected.view(np.uint32))
     assert calendar_row(stamps[0], ()).shape == (0,)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn"])
+def test_stepper_follows_the_torch_cells(cell: str) -> None:
+    """`RecurrentStepper.run` / `step` are the torch module's equations (to float32 rounding)."""
+    forecaster = random_forecaster(cell=cell, hidden=32)
+    network = forecaster.network.eval()
+    stepper = RecurrentStepper(network, forecaster.spec.median_index)
+    tokens = torch.randn(1, 40, network.config.input_size, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        outputs, torch_state = network.rnn(tokens, network.initial_state(1))
+        median = network.readout(outputs[:, -1])[0, 0, forecaster.spec.median_index].item()
+    last, state = stepper.run(tokens[0].numpy(), stepper.initial())
+    stepped = stepper.initial()
+    for token in tokens[0].numpy():
+        correction, stepped = stepper.step(token, stepped)
+    parts = torch_state if isinstance(torch_state, tuple) else (torch_state,)
+    torch_flat = torch.cat([part.reshape(-1) for part in parts]).numpy()
+    assert np.allclose(last, outputs[0, -1].numpy(), atol=1e-5)
+    assert np.allclose(stepper.flat(state), torch_flat, atol=1e-5)
+    assert np.array_equal(stepper.flat(stepped), stepper.flat(state))  # a run is its steps, bitwise
+    assert float(correction) == pytest.approx(median, abs=1e-5)
+    assert float(stepper.readout(last)) == pytest.approx(median, abs=1e-5)
+    assert np.array_equal(stepper.flat(stepper.unflat(stepper.flat(state))), stepper.flat(state))
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"), [("gru", {}), ("lstm_patch_2", {"patch_len": 2, "cell": "lstm"})]
+)
+def test_state_written_by_the_torch_step_restores(name: str, kwargs: dict[str, Any]) -> None:
+    """A version-1 state from the torch-module step (fixtures/model_forecasts_v1.json, same layout) restores
+    exactly and continues with that code's forecasts to float32 rounding (the anchors fall on the same readings).
+    """
+    fixture = json.loads((Path(__file__).parent / "fixtures" / "model_forecasts_v1.json").read_text())[name]
+    forecaster = random_forecaster(**kwargs)
+    restored = ModelForecasts.from_state(fixture["state"], forecaster)
+    assert restored.to_state() == fixture["state"]
+    stamps, values = hourly_series(90, seed=4)
+    values[60:] += 3.0
+    continued = run(restored, stamps[50:], values[50:])
+    assert continued == pytest.approx(fixture["next"], abs=1e-5)
