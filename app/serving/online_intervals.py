@@ -8,7 +8,9 @@ horizon reaches a new value, made by the same model version from the same window
 the forecasts that reach it with the factors they were issued with. Model-bound streams feed their stored readings
 the same way (`feed_streams`, the stream id being the series id). Values not newer than the last stored actual were seen before and are ignored (so a retry or
 an overlapping batch counts nothing twice). Missing timestamps between actuals are not filled in: a model reads
-its windows as consecutive readings.
+its windows as consecutive readings. The forecasts from the last H origins are kept with the state, so a feed of
+k new actuals runs the network from k new origins only (not k + H - 1: a model-bound stream feeds every append,
+and recomputing the older origins was most of its cost); a state without them (version 1) recomputes them once.
 
 Answers (`OnlineIntervals.annotate`). A forecast for a series id with a calibration of that model version has its
 intervals corrected and says so: `"calibration": {"intervals": "online", "observations": n}` (n actuals folded
@@ -22,12 +24,13 @@ serialised within a process; two replicas feeding the same series at the same mo
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,7 +39,7 @@ from sqlalchemy import delete, func, select
 
 from app.concurrency import run_blocking
 from app.errors import InvalidInputError
-from app.forecasting.forecaster import Forecaster
+from app.forecasting.forecaster import Forecaster, ForecasterSpec
 from app.forecasting.online_calibration import OnlineCalibrator
 from app.forecasting.quantiles import available_levels, interval_interpolation
 from app.serving.inference import SeriesInput
@@ -51,7 +54,8 @@ from app.timestamps import utc_now
 logger = logging.getLogger("tswatch.intervals")
 
 STATE_KIND = "OnlineIntervals"
-STATE_VERSION = 1
+STATE_VERSION = 2
+UPGRADABLE_VERSIONS = (1, 2)  # version 1 has no `forecasts`: they are recomputed on its next feed
 DEFAULT_MAX_SERIES = 2_000  # calibrated series per model version (a row holds O(H^2 L) floats)
 DEFAULT_CACHE_SECONDS = 2.0
 MAX_CACHED = 10_000
@@ -59,11 +63,13 @@ MAX_CACHED = 10_000
 
 @dataclass
 class SeriesCalibration:
-    """One key's state: the calibrator and the recent actuals (values float64, timestamps int64 ns)."""
+    """One key's state: the calibrator, the recent actuals (values float64, timestamps int64 ns) and the forecasts
+    from the last origins ([M, H, Q] float32, M <= H; row -1 is the forecast from the last actual)."""
 
     calibrator: OnlineCalibrator
     values: np.ndarray  # [R]
     stamps: np.ndarray  # [R] int64 nanoseconds since the epoch (naive UTC)
+    forecasts: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0), dtype=np.float32))  # [M, H, Q]
 
     @classmethod
     def fresh(cls, forecaster: Forecaster) -> SeriesCalibration:
@@ -80,22 +86,30 @@ class SeriesCalibration:
                 "calibrator": self.calibrator.to_state(),
                 "values": self.values.tolist(),
                 "timestamps": self.stamps.tolist(),
+                "forecasts": {
+                    "shape": list(self.forecasts.shape),
+                    "data": base64.b64encode(self.forecasts.astype("<f4").tobytes()).decode("ascii"),
+                },
             }
         )
 
     @classmethod
     def from_json(cls, text: str) -> SeriesCalibration:
         state = json.loads(text)
-        if state.get("kind") != STATE_KIND or state.get("version") != STATE_VERSION:
+        if state.get("kind") != STATE_KIND or state.get("version") not in UPGRADABLE_VERSIONS:
             raise ValueError(
                 f"not a {STATE_KIND} state of version {STATE_VERSION}; got kind {state.get('kind')!r}, "
                 f"version {state.get('version')!r}"
             )
-        return cls(
+        calibration = cls(
             OnlineCalibrator.from_state(state["calibrator"]),
             np.array(state["values"], dtype=np.float64),
             np.array(state["timestamps"], dtype=np.int64),
         )
+        if "forecasts" in state:  # version 2
+            packed = np.frombuffer(base64.b64decode(state["forecasts"]["data"]), dtype="<f4")
+            calibration.forecasts = packed.astype(np.float32).reshape(state["forecasts"]["shape"])
+        return calibration
 
 
 @dataclass(frozen=True)
@@ -122,13 +136,11 @@ def fold(
     old = len(state.values)
     first = max(spec.window - 1, old - spec.horizon)  # the oldest origin whose horizon reaches a new actual
     origins = max(len(values) - 1 - first, 0) if len(values) > old else 0  # origins first .. N - 2
+    forecasts = state.forecasts
+    if len(values) > old and len(values) >= spec.window:
+        forecasts = _forecasts_since(forecaster, state, values, times, first)  # origins first .. N - 1
+    quantiles = forecasts[:-1] if origins else _no_forecasts(spec)  # origins first .. N - 2: [E, H, Q]
     levels = state.calibrator.levels
-    quantiles = np.zeros((0, spec.horizon, len(spec.quantiles)), dtype=np.float32)  # [E, H, Q]
-    if origins:
-        start = first - spec.window + 1
-        quantiles = forecaster.predict_rolling(
-            values[start:].astype(np.float32), times[start:].astype("datetime64[ns]")
-        )[:-1]
     lower, upper, weight = interval_interpolation(spec.quantiles, levels)  # [2L] each
     bounds = quantiles[..., lower] * (1.0 - weight) + quantiles[..., upper] * weight  # [E, H, 2L]
     state.calibrator.update(
@@ -137,10 +149,33 @@ def fold(
     targets = np.arange(first, first + origins)[:, None] + np.arange(1, spec.horizon + 1)[None]  # [E, H]
     resolved = int(((targets >= old) & (targets < len(values))).sum())
     keep = spec.window + spec.horizon - 1
-    updated = SeriesCalibration(state.calibrator, values[-keep:], times[-keep:])
+    updated = SeriesCalibration(state.calibrator, values[-keep:], times[-keep:], forecasts[-spec.horizon :])
     accepted = int(newer.sum())
     fed = FedSeries(item.id, accepted, len(stamps) - accepted, resolved, state.calibrator.observations)
     return updated, fed
+
+
+def _forecasts_since(
+    forecaster: Forecaster, state: SeriesCalibration, values: np.ndarray, times: np.ndarray, first: int
+) -> np.ndarray:
+    """The forecasts from origins `first` .. N - 1 ([N - first, H, Q]): those from before the new actuals come
+    from the state when it holds them all, the others are made now (the network's only work in a feed)."""
+    spec, old = forecaster.spec, len(state.values)
+    cached = state.forecasts
+    held = cached.ndim == 3 and cached.shape[1:] == (spec.horizon, len(spec.quantiles))
+    start = old if held and old - len(cached) <= first else first  # the first origin to forecast now
+    start = max(start, spec.window - 1)
+    made = forecaster.predict_rolling(
+        values[start - spec.window + 1 :].astype(np.float32),
+        times[start - spec.window + 1 :].astype("datetime64[ns]"),
+    )  # [N - start, H, Q]
+    if start == first:
+        return made
+    return np.concatenate([cached[len(cached) - (old - first) :], made])  # origins first .. old - 1, then new
+
+
+def _no_forecasts(spec: ForecasterSpec) -> np.ndarray:
+    return np.zeros((0, spec.horizon, len(spec.quantiles)), dtype=np.float32)  # [0, H, Q]
 
 
 def widen_answer(body: bytes, calibrations: dict[str, OnlineCalibrator]) -> bytes:

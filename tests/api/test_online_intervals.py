@@ -3,6 +3,8 @@ to a model-bound stream) correct the next forecasts' intervals, and the calibrat
 
 from __future__ import annotations
 
+import itertools
+import json
 from collections.abc import Callable
 from pathlib import Path
 from statistics import NormalDist
@@ -12,8 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from app.forecasting.forecaster import Forecaster, ForecasterSpec
+from app.forecasting.network import NetworkConfig
 from app.forecasting.online_calibration import OnlineCalibrator
-from app.serving.online_intervals import OnlineIntervals, SeriesCalibration
+from app.forecasting.quantiles import DEFAULT_QUANTILES
+from app.forecasting.scaling import Scaling
+from app.serving.inference import SeriesInput
+from app.serving.online_intervals import OnlineIntervals, SeriesCalibration, fold
 from tests.conftest import synthetic_frame
 
 LEVELS = (50.0, 80.0, 90.0, 95.0)
@@ -150,3 +157,41 @@ def test_stored_calibrations_per_model_version_are_capped(database: Any) -> None
     assert intervals._read("m", 1, "a") is None
     assert intervals._read("m", 1, "c") is not None and intervals._read("m", 2, "a") is not None
     assert set(intervals._load_many("m", 1, ["a", "b", "c"])) == {"b", "c"}
+
+
+def _fold_in_pieces(
+    forecaster: Forecaster, state: SeriesCalibration, values: np.ndarray, cuts: list[int]
+) -> SeriesCalibration:
+    stamps = np.datetime64("2024-01-01T00:00", "ns") + np.arange(len(values)) * np.timedelta64(1, "h")
+    for start, end in itertools.pairwise(cuts):
+        state, _ = fold(forecaster, state, SeriesInput("s", values[start:end], stamps[start:end]))
+        state = SeriesCalibration.from_json(state.to_json())
+    return state
+
+
+def test_a_feed_reuses_the_kept_forecasts_and_a_version_1_state_recomputes_them() -> None:
+    """The forecasts from the last H origins travel with the state (a feed runs the network from its new origins
+    only); the calibration equals one fed in other pieces, and a state stored before them (version 1) goes on."""
+    spec = ForecasterSpec(
+        window=12,
+        horizon=4,
+        frequency="h",
+        scaling=Scaling("instance", 0.0, 1.0, 1e-6),
+        network=NetworkConfig("gru", 1, 8, 1, 4, len(DEFAULT_QUANTILES)),
+    )
+    forecaster = Forecaster.create(spec, seed=0)
+    values = np.sin(np.arange(300) / 5.0) + np.random.default_rng(0).normal(0.0, 0.3, 300)
+    small = _fold_in_pieces(forecaster, SeriesCalibration.fresh(forecaster), values, list(range(0, 301, 3)))
+    large = _fold_in_pieces(forecaster, SeriesCalibration.fresh(forecaster), values, [0, 7, 150, 151, 300])
+    assert small.forecasts.shape == (4, 4, len(DEFAULT_QUANTILES))
+    assert small.calibrator.observations == large.calibrator.observations == 300 - 12
+    np.testing.assert_allclose(small.calibrator.log_factors, large.calibrator.log_factors, atol=1e-6)
+
+    halfway = _fold_in_pieces(forecaster, SeriesCalibration.fresh(forecaster), values, [0, 7, 150])
+    stored = json.loads(halfway.to_json())
+    version_1 = {**{k: v for k, v in stored.items() if k != "forecasts"}, "version": 1}
+    upgraded = SeriesCalibration.from_json(json.dumps(version_1))
+    assert upgraded.forecasts.shape[0] == 0  # recomputed on its next feed
+    finished = _fold_in_pieces(forecaster, upgraded, values, [150, 151, 300])
+    assert finished.calibrator.observations == large.calibrator.observations
+    np.testing.assert_allclose(finished.calibrator.log_factors, large.calibrator.log_factors, atol=1e-6)
