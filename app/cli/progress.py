@@ -61,15 +61,7 @@ class PlainLines:
 
 
 class PlainTrainingProgress(PlainLines):
-    def __init__(
-        self,
-        console: Console,
-        label: str,
-        interval: float = PLAIN_INTERVAL_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        super().__init__(console, label, interval, clock)
-        self._epochs = self._batches = self._done = 0
+    _epochs = _batches = _done = 0  # set by `start`, counted by `batch`
 
     def start(self, epochs: int, batches_per_epoch: int) -> None:
         self._epochs, self._batches = epochs, batches_per_epoch

@@ -3,9 +3,6 @@ terminal, plain lines elsewhere (every `PLAIN_INTERVAL_SECONDS` and at the end).
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -16,7 +13,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from app.cli.progress import PLAIN_INTERVAL_SECONDS, PlainLines
+from app.cli.progress import PlainLines
 from app.training.fit_tasks import TaskProgress
 
 
@@ -27,15 +24,7 @@ def task_progress(console: Console, label: str) -> TaskProgress:
 
 
 class PlainTaskProgress(PlainLines):
-    def __init__(
-        self,
-        console: Console,
-        label: str,
-        interval: float = PLAIN_INTERVAL_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        super().__init__(console, label, interval, clock)
-        self._total = self._done = 0
+    _total = _done = 0  # set by `start`, counted by `advance`
 
     def start(self, total: int) -> None:
         self._total = total
